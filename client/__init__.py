@@ -1,0 +1,1 @@
+"""Guildhall client: async SDK, calls, GUI and command-line mode."""

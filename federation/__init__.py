@@ -1,0 +1,1 @@
+"""Guildhall federation: the Matrix Server-Server API and the pure protocol core."""

@@ -1,0 +1,1 @@
+"""The Guildhall homeserver: Matrix Client-Server API on Twisted."""
