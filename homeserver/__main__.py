@@ -1,15 +1,114 @@
-"""Command-line entry point of the homeserver (`python -m homeserver`)."""
+"""`python -m homeserver`: generate-config, run, register-user (and run-dev for `make run`)."""
 
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
 import sys
+from pathlib import Path
+
+from . import config as config_module
+
+logger = logging.getLogger("homeserver")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m homeserver",
+                                     description="The Guildhall Matrix homeserver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate-config", help="write DIR/homeserver.yaml with a new key")
+    gen.add_argument("--server-name", required=True)
+    gen.add_argument("--data-dir", required=True, type=Path)
+    gen.add_argument("--client-listen", default="127.0.0.1:8008")
+    gen.add_argument("--federation-listen", default=None)
+    gen.add_argument("--database", default=None, help="sqlite:///PATH or postgresql://...")
+    gen.add_argument("--enable-registration", action="store_true")
+    gen.add_argument("--disable-rate-limits", action="store_true")
+    gen.add_argument("--default-room-version", default="12")
+    run = sub.add_parser("run", help="run the homeserver")
+    run.add_argument("--config", required=True, type=Path)
+    reg = sub.add_parser("register-user", help="create an account")
+    reg.add_argument("--config", required=True, type=Path)
+    reg.add_argument("user")
+    reg.add_argument("--password", default=None, help="prompted for when omitted")
+    reg.add_argument("--admin", action="store_true")
+    dev = sub.add_parser("run-dev", help="generate a local config on first run, then run")
+    dev.add_argument("--data-dir", type=Path, default=Path("data"))
+    return parser
+
+
+def _run(config_path: Path) -> int:
+    from twisted.internet import reactor
+
+    from .app import build
+    from .logsetup import setup
+
+    cfg = config_module.load(config_path)
+    setup(cfg.log_level)
+    hs = build(cfg, reactor)
+    listener = cfg.client_listen
+    reactor.listenTCP(listener.port, hs.site, interface=listener.host)  # type: ignore[attr-defined]
+    logger.info("server_name=%s client_api=http://%s database=%s", cfg.server_name, listener,
+                cfg.database_url.split("@")[-1])
+    reactor.run()  # type: ignore[attr-defined]
+    logger.info("stopped cleanly")
+    return 0
+
+
+def _register_user(args: argparse.Namespace) -> int:
+    from twisted.internet import defer, task
+
+    from .app import build
+
+    cfg = config_module.load(args.config)
+    password = args.password or getpass.getpass(f"Password for {args.user}: ")
+
+    async def go(reactor: object) -> None:
+        hs = build(cfg, reactor)
+        try:
+            user_id = await hs.accounts.register_from_shell(args.user, password, args.admin)
+            print(user_id)
+        finally:
+            hs.db.stop()
+
+    def main(reactor: object) -> defer.Deferred:
+        return defer.Deferred.fromCoroutine(go(reactor))
+
+    try:
+        task.react(main)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    print(
-        "guildhall homeserver: not implemented until the homeserver lands "
-        "(the Client-Server API issue)",
-        file=sys.stderr,
-    )
-    return 2
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "generate-config":
+            path = config_module.generate(
+                server_name=args.server_name, data_dir=args.data_dir,
+                client_listen=args.client_listen, federation_listen=args.federation_listen,
+                database=args.database, enable_registration=args.enable_registration,
+                disable_rate_limits=args.disable_rate_limits,
+                default_room_version=args.default_room_version)
+            print(path)
+            return 0
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "register-user":
+            return _register_user(args)
+        if args.command == "run-dev":
+            path = args.data_dir / "homeserver.yaml"
+            if not path.exists():
+                config_module.generate(server_name="localhost", data_dir=args.data_dir,
+                                       client_listen="127.0.0.1:8008", enable_registration=True)
+                print(f"generated {path}", file=sys.stderr)
+            return _run(path)
+    except config_module.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
 
 
 if __name__ == "__main__":

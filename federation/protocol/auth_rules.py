@@ -46,7 +46,9 @@ def check_auth_events(
     `auth_events` are the events `event.auth_event_ids` name (with their
     `rejected_reason`). In v12 `create_event` is the event the room ID names.
     """
-    if event.is_create():
+    # 1. Rule 1 governs every m.room.create, whatever its state_key (a second
+    # "create" in an existing room fails 1.1 on its prev_events).
+    if event.type == CREATE:
         _check_create(event)
         return  # 1.5 Otherwise, allow.
     version = event.room_version
@@ -128,8 +130,14 @@ def _check_cited_auth_events(event: Event, auth_events: list[Event]) -> None:
 
 
 def check_auth_rules(event: Event, auth_state: AuthState) -> None:
-    """Rules 4-11 against `auth_state`, which must hold the create event."""
-    if event.is_create():
+    """Rules 4-11 against `auth_state`, which must hold the create event.
+
+    An m.room.create event is decided by rule 1 alone, so it is checked
+    against rule 1 here too: callers that only run rules 4-11 (local sends,
+    iterative auth checks) must not let a later "create" through.
+    """
+    if event.type == CREATE:
+        _check_create(event)
         return
     create = auth_state.get(CREATE_KEY)
     if create is None:
@@ -477,7 +485,7 @@ def check_event_against_auth_events(
     """Rules 1-11 for `event` against the events it cites (receipt step 4)."""
     cited = list(auth_events)
     check_auth_events(event, cited, create_event)
-    if not event.is_create():
+    if event.type != CREATE:
         check_auth_rules(event, auth_state_from_auth_events(event, cited, create_event))
 
 

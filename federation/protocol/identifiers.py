@@ -13,18 +13,21 @@ import re
 MAX_ID_BYTES = 255
 
 # Strict user-ID localpart (the one we create): a-z 0-9 . _ = - / +
-_STRICT_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
-_DNS_NAME = re.compile(r"^[A-Za-z0-9.\-]{1,255}$")
-_IPV4 = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$")
-_PORT = re.compile(r"^[0-9]{1,5}$")
-_NAMESPACED = re.compile(r"^[a-z][a-z0-9._\-]*$")
-_OPAQUE = re.compile(r"^[0-9A-Za-z._~\-]{1,255}$")
-_ROOM_VERSION = re.compile(r"^[a-z0-9.\-]{1,32}$")
-_URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_\-]+$")
+_STRICT_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+\Z")
+_DNS_NAME = re.compile(r"^[A-Za-z0-9.\-]{1,255}\Z")
+_IPV4 = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z")
+# The spec's IPv6address: 2*45 of hex digits, ':' and '.' (so no "%zone" suffix).
+_IPV6_CHARS = re.compile(r"^[0-9A-Fa-f:.]{2,45}\Z")
+_PORT = re.compile(r"^[0-9]{1,5}\Z")
+_NAMESPACED = re.compile(r"^[a-z][a-z0-9._\-]*\Z")
+_OPAQUE = re.compile(r"^[0-9A-Za-z._~\-]{1,255}\Z")
+_ROOM_VERSION = re.compile(r"^[a-z0-9.\-]{1,32}\Z")
+_URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_\-]+\Z")
 
 
 def _too_long(value: str) -> bool:
-    return len(value.encode("utf-8")) > MAX_ID_BYTES
+    # surrogatepass: a lone surrogate must make the ID invalid, not raise.
+    return len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES
 
 
 def split_server_name(server_name: str) -> tuple[str, int | None]:
@@ -50,7 +53,7 @@ def split_server_name(server_name: str) -> tuple[str, int | None]:
 def is_valid_host(host: str) -> bool:
     """An IPv4 literal, a bracketed IPv6 literal or a DNS name."""
     if host.startswith("["):
-        if not host.endswith("]"):
+        if not host.endswith("]") or not _IPV6_CHARS.match(host[1:-1]):
             return False
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -121,7 +124,7 @@ def is_valid_room_alias(alias: object) -> bool:
         localpart, domain = _split_sigiled(alias, "#")
     except ValueError:
         return False
-    return "\x00" not in localpart and is_valid_server_name(domain)
+    return is_valid_historical_localpart(localpart) and is_valid_server_name(domain)
 
 
 def is_valid_room_id(room_id: object) -> bool:
@@ -131,7 +134,7 @@ def is_valid_room_id(room_id: object) -> bool:
     opaque, sep, domain = room_id[1:].partition(":")
     if not sep:
         return is_valid_hash_id(room_id)
-    return "\x00" not in opaque and is_valid_server_name(domain)
+    return is_valid_historical_localpart(opaque) and is_valid_server_name(domain)
 
 
 def is_valid_hash_id(identifier: str) -> bool:

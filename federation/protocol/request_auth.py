@@ -68,7 +68,7 @@ def _parse_params(text: str) -> dict[str, str]:
     params: dict[str, str] = {}
     i, n = 0, len(text)
     while i < n:
-        while i < n and text[i] in " ,":
+        while i < n and text[i] in " \t,":  # spaces and tabs may surround commas
             i += 1
         eq = text.find("=", i)
         if eq < 0:

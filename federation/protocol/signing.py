@@ -33,7 +33,7 @@ __all__ = [
     "verify_json", "verify_event_signatures", "servers_that_must_sign", "verify_key_from_base64",
 ]
 
-_KEY_VERSION = re.compile(r"^[a-zA-Z0-9_]+$")
+_KEY_VERSION = re.compile(r"^[a-zA-Z0-9_]+\Z")
 
 
 @dataclass(frozen=True)

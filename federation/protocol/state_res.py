@@ -175,7 +175,8 @@ def lexicographical_topological_sort(
 ) -> list[str]:
     """Kahn's algorithm over `graph` (node -> the nodes it points back to),
     emitting at each step the smallest ready node by `key`; oldest first."""
-    pending = {node: set(edges) & set(graph) for node, edges in graph.items()}
+    nodes = set(graph)  # built once: per node it made the sort quadratic
+    pending = {node: set(edges) & nodes for node, edges in graph.items()}
     children: dict[str, set[str]] = {node: set() for node in graph}
     for node, parents in pending.items():
         for parent in parents:

@@ -1,0 +1,55 @@
+"""Typing notifications: in memory, expiring after the client's timeout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..clock import Clock
+from ..storage.stream import StreamIdGenerator
+from ..sync.notifier import Notifier
+
+MAX_TIMEOUT_MS = 120_000
+DEFAULT_TIMEOUT_MS = 30_000
+
+
+class TypingHandler:
+    def __init__(self, stream: StreamIdGenerator, notifier: Notifier, clock: Clock) -> None:
+        self._stream = stream
+        self._notifier = notifier
+        self._clock = clock
+        self._typing: dict[str, dict[str, Any]] = {}  # room -> user -> expiry timer
+        self._positions: dict[str, int] = {}  # room -> position of the last change
+
+    def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
+        users = self._typing.setdefault(room_id, {})
+        old_timer = users.pop(user_id, None)
+        was_typing = old_timer is not None
+        if old_timer is not None and old_timer.active():
+            old_timer.cancel()
+        if typing:
+            timeout = max(0, min(timeout_ms, MAX_TIMEOUT_MS)) / 1000
+            users[user_id] = self._clock.call_later(timeout, self._expire, room_id, user_id)
+        if typing != was_typing:
+            self._changed(room_id)
+
+    def _expire(self, room_id: str, user_id: str) -> None:
+        users = self._typing.get(room_id, {})
+        if users.pop(user_id, None) is not None:
+            self._changed(room_id)
+
+    def _changed(self, room_id: str) -> None:
+        position = self._stream.allocate()
+        self._stream.finish(position)
+        self._positions[room_id] = position
+        if not self._typing.get(room_id):
+            self._typing.pop(room_id, None)
+        self._notifier.notify(position, rooms=[room_id])
+
+    def typing_users(self, room_id: str) -> list[str]:
+        return sorted(self._typing.get(room_id, {}))
+
+    def changed_since(self, room_id: str, since: int | None) -> bool:
+        position = self._positions.get(room_id)
+        if position is None:
+            return False
+        return since is None or position > since

@@ -1,0 +1,1 @@
+"""Thin HTTP resources: parse, validate, one handler call, return (status, body)."""

@@ -1,0 +1,1 @@
+"""Client-Server API resources (`/_matrix/client/...`)."""

@@ -1,0 +1,260 @@
+"""The JSON HTTP framework every REST resource runs on.
+
+Routing by method and path pattern, request-body limits and parsing, the
+spec's error JSON (rendered in exactly one place), CORS, and logging of any
+500 with its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
+
+from twisted.internet.defer import Deferred
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from federation.protocol import canonical_json
+from federation.protocol.errors import Codes, MatrixError
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+Handler = Callable[..., Awaitable[tuple[int, Any]]]
+
+CORS_HEADERS = {
+    b"Access-Control-Allow-Origin": b"*",
+    b"Access-Control-Allow-Methods": b"GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    b"Access-Control-Allow-Headers": b"X-Requested-With, Content-Type, Authorization, Date",
+}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class LimitedRequest(server.Request):
+    """A request that stops buffering its body past the configured limit."""
+
+    max_body_bytes = 1_048_576
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.body_bytes = 0
+        self.body_too_large = False
+        self.start_time = time.monotonic()
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.max_body_bytes:
+            self.body_too_large = True
+        super().gotLength(None if self.body_too_large else length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.body_bytes += len(data)
+        if self.body_bytes > self.max_body_bytes:
+            self.body_too_large = True
+            return
+        if not self.body_too_large:
+            super().handleContentChunk(data)
+
+
+def make_site(root: Resource, max_body_bytes: int) -> server.Site:
+    request_class = type("Request", (LimitedRequest,), {"max_body_bytes": max_body_bytes})
+    site = server.Site(root, requestFactory=request_class)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    name: str
+
+
+def path_pattern(template: str) -> re.Pattern[str]:
+    """`/rooms/{roomId}/send/{eventType}/{txnId}` -> a regex with named groups.
+
+    A trailing `{name:*}` matches the rest of the path (slashes included).
+    """
+    regex = re.sub(r"\{(\w+):\*\}", r"(?P<\1>.*)", template)
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]*)", regex)
+    return re.compile("^" + regex + "$")
+
+
+class JsonRouter(Resource):
+    """One resource under a prefix, dispatching every sub-path to a handler."""
+
+    isLeaf = True
+
+    def __init__(self, prefixes: tuple[str, ...] = ("",)) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._routes: list[Route] = []
+
+    def add(self, method: str, template: str, handler: Handler, name: str = "") -> None:
+        for prefix in self._prefixes:
+            self._routes.append(Route(method, path_pattern(prefix + template), handler,
+                                      name or template))
+
+    def render(self, request: server.Request) -> Any:
+        Deferred.fromCoroutine(self._dispatch(request))
+        return server.NOT_DONE_YET
+
+    async def _dispatch(self, request: server.Request) -> None:
+        try:
+            status, body = await self._route(request)
+        except MatrixError as exc:
+            status, body = exc.status, exc.to_json()
+            if exc.status == 429 and "retry_after_ms" in exc.extra:
+                request.setHeader(b"Retry-After",
+                                  str(max(1, exc.extra["retry_after_ms"] // 1000)).encode())
+        except Exception:
+            logger.exception("500 on %s %s", request.method.decode(), _safe_path(request))
+            status, body = 500, {"errcode": Codes.UNKNOWN, "error": "Internal server error"}
+        respond(request, status, body)
+
+    async def _route(self, request: server.Request) -> tuple[int, Any]:
+        method = request.method.decode("ascii", "replace").upper()
+        if method == "OPTIONS":
+            return 200, {}
+        raw_path = request.path.decode("ascii", "replace")
+        allowed = False
+        for route in self._routes:
+            match = route.pattern.match(raw_path)
+            if match is None:
+                continue
+            if route.method != method and not (method == "HEAD" and route.method == "GET"):
+                allowed = True
+                continue
+            params = {k: _decode_segment(v) for k, v in match.groupdict().items()}
+            return await route.handler(request, **params)
+        if allowed:
+            raise MatrixError(405, Codes.UNRECOGNIZED, "Unrecognized request (wrong method)")
+        raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
+
+
+def _decode_segment(value: str) -> str:
+    try:
+        text = unquote(value, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Path is not valid UTF-8") from exc
+    if "\x00" in text:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Path contains NUL")
+    return text
+
+
+def _safe_path(request: server.Request) -> str:
+    return request.path.decode("ascii", "replace")[:200]
+
+
+def respond(request: server.Request, status: int, body: Any) -> None:
+    if request.finished or request._disconnected:
+        return
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
+    for name, value in CORS_HEADERS.items():
+        request.setHeader(name, value)
+    request.setHeader(b"Content-Length", str(len(payload)).encode())
+    if request.method != b"HEAD":
+        request.write(payload)
+    request.finish()
+
+
+# Request parsing helpers ------------------------------------------------------
+
+
+def read_body(request: server.Request) -> bytes:
+    if getattr(request, "body_too_large", False):
+        raise MatrixError(413, Codes.TOO_LARGE, "Request body too large")
+    request.content.seek(0)
+    return request.content.read()
+
+
+def parse_json_body(request: server.Request, *, allow_empty: bool = True) -> JsonDict:
+    """The JSON object in the body: M_NOT_JSON if not JSON, M_BAD_JSON if not an object."""
+    raw = read_body(request)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MatrixError(400, Codes.NOT_JSON, "Content not valid UTF-8") from exc
+    value = canonical_json.parse(text)
+    if not isinstance(value, dict):
+        raise MatrixError(400, Codes.BAD_JSON, "Content must be a JSON object")
+    try:
+        canonical_json.check_canonical(value)
+    except MatrixError as exc:
+        raise MatrixError(400, Codes.BAD_JSON, exc.message) from exc
+    return value
+
+
+def query_arg(request: server.Request, name: str, default: str | None = None) -> str | None:
+    values = request.args.get(name.encode())
+    if not values:
+        return default
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} is not UTF-8") from exc
+
+
+def query_args(request: server.Request, name: str) -> list[str]:
+    try:
+        return [v.decode("utf-8") for v in request.args.get(name.encode(), [])]
+    except UnicodeDecodeError as exc:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} is not UTF-8") from exc
+
+
+def query_int(request: server.Request, name: str, default: int | None = None,
+              minimum: int | None = None, maximum: int | None = None) -> int | None:
+    text = query_arg(request, name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be an integer") from exc
+    if minimum is not None and value < minimum:
+        value = minimum
+    if maximum is not None and value > maximum:
+        value = maximum
+    return value
+
+
+def query_bool(request: server.Request, name: str, default: bool = False) -> bool:
+    text = query_arg(request, name)
+    if text is None:
+        return default
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be true or false")
+
+
+def require(body: JsonDict, key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in body:
+        raise MatrixError(400, Codes.MISSING_PARAM, f"Missing parameter: {key}")
+    value = body[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid parameter: {key}")
+    return value
+
+
+def optional(body: JsonDict, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    if key not in body or body[key] is None:
+        return default
+    return require(body, key, kind)

@@ -1,0 +1,1 @@
+"""Rooms: the single writer every event enters through, and room state."""

@@ -1,0 +1,37 @@
+"""Room state at an event, read through state groups with a bounded cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from federation.protocol.events import StateKey
+
+from ..storage.events import EventStore
+
+
+class StateReader:
+    def __init__(self, events: EventStore, cache_size: int = 2000) -> None:
+        self._events = events
+        self._cache: OrderedDict[int, dict[StateKey, str]] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def group_state(self, group: int | None) -> dict[StateKey, str]:
+        if group is None or group == 0:
+            return {}
+        cached = self._cache.get(group)
+        if cached is not None:
+            self._cache.move_to_end(group)
+            return cached
+        state, _ = await self._events.state_group_entries(group)
+        self._cache[group] = state
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return state
+
+    async def state_before(self, event_id: str) -> dict[StateKey, str]:
+        groups = await self._events.state_group_for_event(event_id)
+        return await self.group_state(groups[0]) if groups else {}
+
+    async def state_after(self, event_id: str) -> dict[StateKey, str]:
+        groups = await self._events.state_group_for_event(event_id)
+        return await self.group_state(groups[1]) if groups else {}

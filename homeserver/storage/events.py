@@ -1,0 +1,365 @@
+"""Events: persisting them with their state, and reading them back."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from federation.protocol.events import MEMBER, Event, StateKey
+from federation.protocol.room_versions import KNOWN_ROOM_VERSIONS
+
+from .database import Database
+from .schema import (
+    client_txns, current_state, event_relations, event_state_groups, events,
+    forward_extremities, room_memberships, state_groups, state_groups_state,
+)
+
+# A new state group is stored as a full snapshot once its delta chain is this long.
+MAX_STATE_CHAIN = 50
+
+
+@dataclass(frozen=True)
+class NewStateGroup:
+    group_id: int
+    prev_group: int | None
+    chain_length: int
+    # The entries of this group: the delta over prev_group, or the full state.
+    entries: dict[StateKey, str]
+
+
+@dataclass
+class PersistRequest:
+    """Everything one event's transaction writes, decided by the room writer."""
+
+    event: Event
+    stream_ordering: int
+    state_group_before: int | None
+    state_group_after: int
+    new_state_group: NewStateGroup | None = None
+    # Whether the event changes the room's current state (accepted state events).
+    updates_current_state: bool = False
+    outlier: bool = False
+    # The client transaction this event answers: (user, device, path).
+    txn: tuple[str, str, str] | None = None
+    txn_id: str | None = None
+    # Redaction targets this event redacts (applied once both are present).
+    redacts: str | None = None
+    push_actions: list[tuple[str, bool]] = field(default_factory=list)  # (user, highlight)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event: Event
+    stream_ordering: int
+    redacted_by: str | None
+    outlier: bool
+    txn_device: str | None = None
+    txn_id: str | None = None
+
+
+def _relation(event: Event) -> tuple[str, str, str | None] | None:
+    relates = event.content.get("m.relates_to")
+    if not isinstance(relates, dict):
+        return None
+    rel_type, target = relates.get("rel_type"), relates.get("event_id")
+    if not isinstance(rel_type, str) or not isinstance(target, str):
+        return None
+    key = relates.get("key") if rel_type == "m.annotation" else None
+    return rel_type, target, key if isinstance(key, str) else None
+
+
+class EventStore:
+    def __init__(self, db: Database, cache_size: int = 20000) -> None:
+        self._db = db
+        self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+        self._cache_size = cache_size
+
+    # Writing -----------------------------------------------------------------
+
+    async def persist(self, request: PersistRequest) -> None:
+        await self._db.run("persist_event", lambda conn: _persist_txn(conn, request))
+        self._cache.pop(request.event.event_id, None)
+        if request.redacts:
+            self._cache.pop(request.redacts, None)
+
+    # Reading -----------------------------------------------------------------
+
+    def _remember(self, stored: StoredEvent) -> None:
+        self._cache[stored.event.event_id] = stored
+        self._cache.move_to_end(stored.event.event_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def get_stored(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        wanted = list(dict.fromkeys(event_ids))
+        found = {eid: self._cache[eid] for eid in wanted if eid in self._cache}
+        missing = [eid for eid in wanted if eid not in found]
+        if missing:
+            loaded = await self._db.run("get_events", lambda conn: _load_events(conn, missing))
+            for stored in loaded:
+                self._remember(stored)
+                found[stored.event.event_id] = stored
+        return found
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        return {eid: s.event for eid, s in (await self.get_stored(event_ids)).items()}
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return (await self.get_stored([event_id])).get(event_id)
+
+    async def max_stream_ordering(self) -> int:
+        def txn(conn: Connection) -> int:
+            return int(conn.execute(sa.select(sa.func.max(events.c.stream_ordering))).scalar() or 0)
+
+        return await self._db.run("max_stream_ordering", txn)
+
+    async def max_state_group(self) -> int:
+        def txn(conn: Connection) -> int:
+            return int(conn.execute(sa.select(sa.func.max(state_groups.c.id))).scalar() or 0)
+
+        return await self._db.run("max_state_group", txn)
+
+    async def room_stream(
+        self, room_id: str, after: int, upto: int, limit: int, newest_first: bool = True
+    ) -> list[StoredEvent]:
+        """Events with after < stream_ordering <= upto, the newest `limit` of them."""
+
+        def txn(conn: Connection) -> list[str]:
+            order = events.c.stream_ordering.desc() if newest_first else events.c.stream_ordering
+            rows = conn.execute(
+                sa.select(events.c.event_id).where(
+                    events.c.room_id == room_id, events.c.stream_ordering > after,
+                    events.c.stream_ordering <= upto, events.c.outlier.is_(False),
+                ).order_by(order).limit(limit)
+            )
+            return [r.event_id for r in rows]
+
+        ids = await self._db.run("room_stream", txn)
+        stored = await self.get_stored(ids)
+        return [stored[eid] for eid in ids if eid in stored]
+
+    async def paginate(
+        self, room_id: str, from_pos: tuple[int, int], backwards: bool, limit: int,
+        to_pos: tuple[int, int] | None = None,
+    ) -> list[StoredEvent]:
+        """Events in topological order from (depth, stream), exclusive of `from_pos`
+        going forwards and inclusive of it going backwards (token semantics)."""
+        depth, stream = from_pos
+
+        def txn(conn: Connection) -> list[str]:
+            key = sa.tuple_(events.c.depth, events.c.stream_ordering)
+            if backwards:
+                cond = key <= sa.tuple_(sa.literal(depth), sa.literal(stream))
+                order = [events.c.depth.desc(), events.c.stream_ordering.desc()]
+            else:
+                cond = key > sa.tuple_(sa.literal(depth), sa.literal(stream))
+                order = [events.c.depth, events.c.stream_ordering]
+            query = sa.select(events.c.event_id).where(
+                events.c.room_id == room_id, events.c.outlier.is_(False), cond)
+            if to_pos is not None:
+                bound = sa.tuple_(sa.literal(to_pos[0]), sa.literal(to_pos[1]))
+                query = query.where(key > bound if backwards else key <= bound)
+            rows = conn.execute(query.order_by(*order).limit(limit))
+            return [r.event_id for r in rows]
+
+        ids = await self._db.run("paginate_room_events", txn)
+        stored = await self.get_stored(ids)
+        return [stored[eid] for eid in ids if eid in stored]
+
+    async def topological_position(self, room_id: str, stream: int) -> tuple[int, int]:
+        """The (depth, stream) of the newest room event at or before a stream position."""
+
+        def txn(conn: Connection) -> tuple[int, int]:
+            row = conn.execute(
+                sa.select(events.c.depth, events.c.stream_ordering).where(
+                    events.c.room_id == room_id, events.c.stream_ordering <= stream,
+                    events.c.outlier.is_(False),
+                ).order_by(events.c.depth.desc(), events.c.stream_ordering.desc()).limit(1)
+            ).first()
+            return (int(row.depth), int(row.stream_ordering)) if row else (0, 0)
+
+        return await self._db.run("topological_position", txn)
+
+    async def get_txn_response(self, user_id: str, device_id: str, path: str) -> Any:
+        def txn(conn: Connection) -> Any:
+            row = conn.execute(sa.select(client_txns.c.response_json).where(
+                client_txns.c.user_id == user_id, client_txns.c.device_id == device_id,
+                client_txns.c.path == path)).first()
+            return json.loads(row.response_json) if row else None
+
+        return await self._db.run("get_txn_response", txn)
+
+    async def relations(
+        self, event_id: str, rel_type: str | None = None
+    ) -> list[tuple[str, str, str | None]]:
+        """(event_id, rel_type, aggregation_key) of events relating to `event_id`."""
+
+        def txn(conn: Connection) -> list[tuple[str, str, str | None]]:
+            query = sa.select(event_relations.c.event_id, event_relations.c.rel_type,
+                              event_relations.c.aggregation_key).where(
+                event_relations.c.relates_to_id == event_id)
+            if rel_type is not None:
+                query = query.where(event_relations.c.rel_type == rel_type)
+            return [(r.event_id, r.rel_type, r.aggregation_key) for r in conn.execute(query)]
+
+        return await self._db.run("get_relations", txn)
+
+    # State -------------------------------------------------------------------
+
+    async def state_group_for_event(self, event_id: str) -> tuple[int | None, int] | None:
+        def txn(conn: Connection) -> tuple[int | None, int] | None:
+            row = conn.execute(sa.select(event_state_groups).where(
+                event_state_groups.c.event_id == event_id)).first()
+            return (row.state_group_before, row.state_group_after) if row else None
+
+        return await self._db.run("state_group_for_event", txn)
+
+    async def state_group_entries(self, group: int) -> tuple[dict[StateKey, str], int]:
+        """The full state of a group, and its chain length."""
+        return await self._db.run("state_group_entries", lambda conn: _load_group(conn, group))
+
+    async def current_state_ids(self, room_id: str) -> dict[StateKey, str]:
+        def txn(conn: Connection) -> dict[StateKey, str]:
+            rows = conn.execute(sa.select(current_state).where(current_state.c.room_id == room_id))
+            return {(r.type, r.state_key): r.event_id for r in rows}
+
+        return await self._db.run("current_state_ids", txn)
+
+    async def forward_extremities(self, room_id: str) -> list[str]:
+        def txn(conn: Connection) -> list[str]:
+            rows = conn.execute(sa.select(forward_extremities.c.event_id).where(
+                forward_extremities.c.room_id == room_id))
+            return [r.event_id for r in rows]
+
+        return await self._db.run("forward_extremities", txn)
+
+
+def _load_events(conn: Connection, event_ids: list[str]) -> list[StoredEvent]:
+    result = []
+    for chunk_start in range(0, len(event_ids), 500):
+        chunk = event_ids[chunk_start:chunk_start + 500]
+        rows = conn.execute(sa.select(
+            events.c.event_id, events.c.json, events.c.room_version, events.c.rejected_reason,
+            events.c.stream_ordering, events.c.redacted_by, events.c.outlier,
+            events.c.txn_device, events.c.txn_id,
+        ).where(events.c.event_id.in_(chunk)))
+        for row in rows:
+            version = KNOWN_ROOM_VERSIONS[row.room_version]
+            event = Event(json.loads(row.json), version, event_id=row.event_id,
+                          rejected_reason=row.rejected_reason)
+            result.append(StoredEvent(event, int(row.stream_ordering), row.redacted_by,
+                                      bool(row.outlier), row.txn_device, row.txn_id))
+    return result
+
+
+def _load_group(conn: Connection, group: int) -> tuple[dict[StateKey, str], int]:
+    """Walk the delta chain with one recursive query; newer entries win."""
+    chain = sa.select(state_groups.c.id, state_groups.c.prev_group, sa.literal(0).label("n")) \
+        .where(state_groups.c.id == group).cte("chain", recursive=True)
+    chain = chain.union_all(
+        sa.select(state_groups.c.id, state_groups.c.prev_group, (chain.c.n + 1).label("n"))
+        .where(state_groups.c.id == chain.c.prev_group)
+    )
+    rows = conn.execute(
+        sa.select(state_groups_state.c.type, state_groups_state.c.state_key,
+                  state_groups_state.c.event_id, chain.c.n)
+        .join(chain, chain.c.id == state_groups_state.c.state_group)
+        .order_by(chain.c.n.desc())
+    )
+    state: dict[StateKey, str] = {}
+    for row in rows:
+        state[(row.type, row.state_key)] = row.event_id
+    length = conn.execute(sa.select(state_groups.c.chain_length).where(
+        state_groups.c.id == group)).scalar()
+    return state, int(length or 0)
+
+
+def _persist_txn(conn: Connection, req: PersistRequest) -> None:
+    event = req.event
+    conn.execute(sa.insert(events).values(
+        event_id=event.event_id, room_id=event.room_id,
+        room_version=event.room_version.identifier, stream_ordering=req.stream_ordering,
+        depth=event.depth, type=event.type, state_key=event.state_key, sender=event.sender,
+        origin_server_ts=event.origin_server_ts, json=json.dumps(event.pdu, ensure_ascii=False),
+        rejected_reason=event.rejected_reason, outlier=req.outlier,
+        txn_device=req.txn[1] if req.txn else None,
+        txn_id=req.txn_id if req.txn else None,
+    ))
+    if req.new_state_group is not None:
+        _insert_state_group(conn, event.room_id, req.new_state_group)
+    conn.execute(sa.insert(event_state_groups).values(
+        event_id=event.event_id, state_group_before=req.state_group_before,
+        state_group_after=req.state_group_after,
+    ))
+    if not req.outlier and event.rejected_reason is None:
+        _update_extremities(conn, event)
+    if req.updates_current_state and event.is_state():
+        _update_current_state(conn, event)
+    if event.type == MEMBER and event.is_state() and event.rejected_reason is None:
+        conn.execute(sa.insert(room_memberships).values(
+            event_id=event.event_id, room_id=event.room_id, user_id=event.state_key,
+            sender=event.sender, membership=event.membership or "leave",
+            stream_ordering=req.stream_ordering, forgotten=False,
+        ))
+    relation = _relation(event)
+    if relation is not None and event.rejected_reason is None:
+        conn.execute(sa.insert(event_relations).values(
+            event_id=event.event_id, relates_to_id=relation[1], rel_type=relation[0],
+            aggregation_key=relation[2], room_id=event.room_id,
+        ))
+    if req.redacts:
+        conn.execute(sa.update(events).where(events.c.event_id == req.redacts)
+                     .values(redacted_by=event.event_id))
+    if req.txn is not None:
+        user_id, device_id, path = req.txn
+        conn.execute(sa.insert(client_txns).values(
+            user_id=user_id, device_id=device_id, path=path,
+            response_json=json.dumps({"event_id": event.event_id}),
+            created_ts=event.origin_server_ts,
+        ))
+    if req.push_actions:
+        from .schema import event_push_actions
+
+        conn.execute(sa.insert(event_push_actions), [
+            {"room_id": event.room_id, "user_id": user, "event_id": event.event_id,
+             "stream_ordering": req.stream_ordering, "highlight": highlight}
+            for user, highlight in req.push_actions
+        ])
+
+
+def _insert_state_group(conn: Connection, room_id: str, group: NewStateGroup) -> None:
+    conn.execute(sa.insert(state_groups).values(
+        id=group.group_id, room_id=room_id, prev_group=group.prev_group,
+        chain_length=group.chain_length,
+    ))
+    if group.entries:
+        conn.execute(sa.insert(state_groups_state), [
+            {"state_group": group.group_id, "type": t, "state_key": k, "event_id": eid}
+            for (t, k), eid in group.entries.items()
+        ])
+
+
+def _update_extremities(conn: Connection, event: Event) -> None:
+    prev = event.prev_event_ids
+    if prev:
+        conn.execute(sa.delete(forward_extremities).where(
+            forward_extremities.c.room_id == event.room_id,
+            forward_extremities.c.event_id.in_(prev)))
+    conn.execute(sa.insert(forward_extremities).values(room_id=event.room_id,
+                                                       event_id=event.event_id))
+
+
+def _update_current_state(conn: Connection, event: Event) -> None:
+    key = (event.room_id, event.type, event.state_key)
+    conn.execute(sa.delete(current_state).where(
+        current_state.c.room_id == key[0], current_state.c.type == key[1],
+        current_state.c.state_key == key[2]))
+    conn.execute(sa.insert(current_state).values(
+        room_id=event.room_id, type=event.type, state_key=event.state_key,
+        event_id=event.event_id, membership=event.membership if event.type == MEMBER else None,
+    ))

@@ -1,0 +1,73 @@
+"""Read receipts (m.read, m.read.private)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .database import Database
+from .schema import receipts
+
+
+@dataclass(frozen=True)
+class Receipt:
+    room_id: str
+    receipt_type: str
+    user_id: str
+    thread_id: str
+    event_id: str
+    ts: int
+    stream_id: int
+
+
+class ReceiptStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(self, receipt: Receipt) -> None:
+        def txn(conn: Connection) -> None:
+            conn.execute(sa.delete(receipts).where(
+                receipts.c.room_id == receipt.room_id,
+                receipts.c.receipt_type == receipt.receipt_type,
+                receipts.c.user_id == receipt.user_id,
+                receipts.c.thread_id == receipt.thread_id))
+            conn.execute(sa.insert(receipts).values(
+                room_id=receipt.room_id, receipt_type=receipt.receipt_type,
+                user_id=receipt.user_id, thread_id=receipt.thread_id,
+                event_id=receipt.event_id, ts=receipt.ts, stream_id=receipt.stream_id))
+
+        await self._db.run("put_receipt", txn)
+
+    async def for_rooms(self, room_ids: list[str], after: int, upto: int) -> list[Receipt]:
+        if not room_ids:
+            return []
+
+        def txn(conn: Connection) -> list[Receipt]:
+            result: list[Receipt] = []
+            for start in range(0, len(room_ids), 500):
+                rows = conn.execute(sa.select(receipts).where(
+                    receipts.c.room_id.in_(room_ids[start:start + 500]),
+                    receipts.c.stream_id > after, receipts.c.stream_id <= upto))
+                result += [Receipt(r.room_id, r.receipt_type, r.user_id, r.thread_id,
+                                   r.event_id, int(r.ts), int(r.stream_id)) for r in rows]
+            return result
+
+        return await self._db.run("receipts_for_rooms", txn)
+
+    async def user_receipt(self, room_id: str, user_id: str,
+                           types: tuple[str, ...] = ("m.read", "m.read.private")) -> list[str]:
+        def txn(conn: Connection) -> list[str]:
+            rows = conn.execute(sa.select(receipts.c.event_id).where(
+                receipts.c.room_id == room_id, receipts.c.user_id == user_id,
+                receipts.c.receipt_type.in_(types)))
+            return [r.event_id for r in rows]
+
+        return await self._db.run("user_receipt", txn)
+
+    async def max_stream_id(self) -> int:
+        def txn(conn: Connection) -> int:
+            return int(conn.execute(sa.select(sa.func.max(receipts.c.stream_id))).scalar() or 0)
+
+        return await self._db.run("receipts_max", txn)

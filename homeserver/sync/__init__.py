@@ -1,0 +1,1 @@
+"""Sync: the notifier shared by /sync and the WebSocket, and the sync handler."""

@@ -1,0 +1,347 @@
+"""/sync: what changed for a user between two stream positions.
+
+The response always has every container. `state` runs up to the start of the
+timeline; incremental state is non-empty only when the timeline is limited.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import defer
+
+from federation.protocol.events import MEMBER, Event, StateKey
+
+from ..clock import Clock
+from ..handlers.client_events import client_event, stripped_state
+from ..handlers.typing import TypingHandler
+from ..rooms.state_reader import StateReader
+from ..storage.account_data import AccountDataStore
+from ..storage.events import EventStore, StoredEvent
+from ..storage.receipts import ReceiptStore
+from ..storage.rooms import RoomStore
+from ..storage.to_device import ToDeviceStore
+from .filtering import SyncFilter
+from .notifier import Notifier
+from .tokens import SyncToken, TopologicalToken
+
+logger = logging.getLogger(__name__)
+
+STRIPPED_STATE_TYPES = (
+    "m.room.create", "m.room.name", "m.room.avatar", "m.room.topic", "m.room.join_rules",
+    "m.room.canonical_alias", "m.room.encryption",
+)
+
+
+class PresenceSource(Protocol):
+    async def presence_events(self, user_id: str, since: int | None, upto: int
+                              ) -> list[dict[str, Any]]: ...
+
+
+class UnreadCounter(Protocol):
+    async def unread_counts(self, user_id: str, room_id: str) -> dict[str, int]: ...
+
+
+class DeviceKeysSource(Protocol):
+    async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]: ...
+    async def device_list_changes(self, user_id: str, since: int, upto: int
+                                  ) -> tuple[list[str], list[str]]: ...
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    user_id: str
+    device_id: str
+    since: SyncToken | None
+    timeout_ms: int
+    filter: SyncFilter
+    full_state: bool = False
+
+
+class SyncHandler:
+    def __init__(
+        self, *, events: EventStore, rooms: RoomStore, state: StateReader,
+        account_data: AccountDataStore, receipts: ReceiptStore, to_device: ToDeviceStore,
+        typing: TypingHandler, notifier: Notifier, clock: Clock,
+        presence: PresenceSource | None = None, unread: UnreadCounter | None = None,
+        keys: DeviceKeysSource | None = None,
+    ) -> None:
+        self._events = events
+        self._rooms = rooms
+        self._state = state
+        self._account_data = account_data
+        self._receipts = receipts
+        self._to_device = to_device
+        self._typing = typing
+        self._notifier = notifier
+        self._clock = clock
+        self.presence = presence
+        self.unread = unread
+        self.keys = keys
+
+    async def sync(self, req: SyncRequest) -> dict[str, Any]:
+        if req.since is not None and req.since.to_device:
+            await self._to_device.delete_upto(req.user_id, req.device_id, req.since.to_device)
+        upto = self._notifier.current
+        response, has_news = await self._build(req, upto)
+        if has_news or req.since is None or req.timeout_ms <= 0 or req.full_state:
+            return response
+        rooms = await self._rooms.rooms_for_user(req.user_id, ("join", "invite", "knock"))
+        waiter = self._notifier.wait(req.user_id, rooms.keys(), upto)
+        timer = self._clock.call_later(req.timeout_ms / 1000, waiter.cancel)
+        try:
+            await waiter
+        except defer.CancelledError:
+            return response  # timed out: nothing new
+        finally:
+            if timer.active():
+                timer.cancel()
+        response, _ = await self._build(req, self._notifier.current)
+        return response
+
+    async def _build(self, req: SyncRequest, upto: int) -> tuple[dict[str, Any], bool]:
+        since = req.since.position if req.since is not None else None
+        rooms, rooms_news = await self._rooms_section(req, since, upto)
+        account = await self._global_account_data(req, since, upto)
+        to_device, last_td = await self._to_device_section(req, upto)
+        presence = []
+        if self.presence is not None:
+            presence = [p for p in await self.presence.presence_events(req.user_id, since, upto)
+                        if req.filter.presence.allows(p["type"], p["sender"])]
+        device_lists = {"changed": [], "left": []}
+        otk_counts: dict[str, int] = {}
+        if self.keys is not None:
+            otk_counts = await self.keys.one_time_key_counts(req.user_id, req.device_id)
+            if since is not None:
+                changed, left = await self.keys.device_list_changes(req.user_id, since, upto)
+                device_lists = {"changed": changed, "left": left}
+        token = SyncToken(upto, last_td or (req.since.to_device if req.since else 0))
+        response = {
+            "next_batch": str(token),
+            "rooms": rooms,
+            "presence": {"events": presence},
+            "account_data": {"events": account},
+            "to_device": {"events": to_device},
+            "device_lists": device_lists,
+            "device_one_time_keys_count": otk_counts,
+            "device_unused_fallback_key_types": [],
+        }
+        news = rooms_news or bool(account or to_device or presence or device_lists["changed"]
+                                  or device_lists["left"])
+        return response, news
+
+    # Rooms ---------------------------------------------------------------------
+
+    async def _rooms_section(self, req: SyncRequest, since: int | None, upto: int
+                             ) -> tuple[dict[str, Any], bool]:
+        join: dict[str, Any] = {}
+        invite: dict[str, Any] = {}
+        leave: dict[str, Any] = {}
+        knock: dict[str, Any] = {}
+        current = await self._rooms.rooms_for_user(
+            req.user_id, ("join", "invite", "leave", "ban", "knock"))
+        changes = {}
+        if since is not None:
+            for change in await self._rooms.membership_changes(req.user_id, since, upto):
+                changes[change.room_id] = change
+        news = False
+        for room_id, membership in current.items():
+            if not req.filter.allows_room(room_id):
+                continue
+            change = changes.get(room_id)
+            if membership == "join":
+                newly = since is None or (change is not None
+                                          and await self._joined_since(req.user_id, room_id, since))
+                room = await self._joined_room(req, room_id, since, upto, newly)
+                if room is not None:
+                    join[room_id] = room
+                    news = news or self._room_has_news(room, since)
+            elif membership == "invite" and (since is None or change is not None):
+                invite[room_id] = await self._invite_room(room_id, req.user_id)
+                news = True
+            elif membership == "knock" and (since is None or change is not None):
+                knock[room_id] = {"knock_state": {"events": []}}
+                news = True
+            elif membership in ("leave", "ban") and change is not None:
+                if await self._rooms.is_forgotten(req.user_id, room_id):
+                    continue
+                leave[room_id] = await self._left_room(req, room_id, since, change.stream_ordering)
+                news = True
+            elif membership in ("leave", "ban") and since is None and req.filter.include_leave:
+                if not await self._rooms.is_forgotten(req.user_id, room_id):
+                    at = await self._rooms.membership_at(req.user_id, room_id, upto)
+                    if at is not None:
+                        leave[room_id] = await self._left_room(req, room_id, None,
+                                                               at.stream_ordering)
+        return {"join": join, "invite": invite, "leave": leave, "knock": knock}, news
+
+    async def _joined_since(self, user_id: str, room_id: str, since: int) -> bool:
+        """Whether the user was not joined at `since` (a profile change is no new join)."""
+        before = await self._rooms.membership_at(user_id, room_id, since)
+        return before is None or before.membership != "join"
+
+    @staticmethod
+    def _room_has_news(room: dict[str, Any], since: int | None) -> bool:
+        return bool(room["timeline"]["events"] or room["state"]["events"]
+                    or room["ephemeral"]["events"] or room["account_data"]["events"])
+
+    async def _timeline(self, req: SyncRequest, room_id: str, since: int | None, upto: int
+                        ) -> tuple[list[StoredEvent], bool]:
+        limit = req.filter.timeline_limit
+        if not req.filter.timeline.allows_room(room_id):
+            return [], False
+        recent = await self._events.room_stream(room_id, since or 0, upto, limit + 1)
+        limited = len(recent) > limit
+        recent = list(reversed(recent[:limit]))
+        if since is None and not limited:
+            limited = False
+        return recent, limited
+
+    async def _joined_room(self, req: SyncRequest, room_id: str, since: int | None, upto: int,
+                           newly_joined: bool) -> dict[str, Any] | None:
+        now = self._clock.time_ms()
+        from_pos = None if newly_joined else since
+        timeline, limited = await self._timeline(req, room_id, from_pos, upto)
+        timeline = [s for s in timeline
+                    if req.filter.timeline.allows(s.event.type, s.event.sender, room_id,
+                                                  s.event.content)]
+        state_events = await self._state_section(req, room_id, timeline, since, upto,
+                                                 full=newly_joined or req.full_state or limited)
+        prev_batch = await self._prev_batch(room_id, timeline, upto)
+        room: dict[str, Any] = {
+            "timeline": {
+                "events": [self._serialize(s, now, req) for s in timeline],
+                "limited": limited,
+                "prev_batch": str(prev_batch),
+            },
+            "state": {"events": [self._serialize(s, now, req) for s in state_events]},
+            "ephemeral": {"events": await self._ephemeral(req, room_id, since, upto)},
+            "account_data": {"events": await self._room_account_data(req, room_id, since, upto)},
+            "unread_notifications": {"notification_count": 0, "highlight_count": 0},
+            "summary": await self._summary(room_id, req.user_id),
+        }
+        if self.unread is not None:
+            room["unread_notifications"] = await self.unread.unread_counts(req.user_id, room_id)
+        return room
+
+    async def _prev_batch(self, room_id: str, timeline: list[StoredEvent], upto: int
+                          ) -> TopologicalToken:
+        if timeline:
+            first = timeline[0]
+            return TopologicalToken.before(first.event.depth, first.stream_ordering)
+        depth, stream = await self._events.topological_position(room_id, upto)
+        return TopologicalToken(depth, stream)
+
+    async def _state_section(self, req: SyncRequest, room_id: str, timeline: list[StoredEvent],
+                             since: int | None, upto: int, full: bool) -> list[StoredEvent]:
+        if not full:
+            return []
+        if timeline:
+            state_ids = await self._state.state_before(timeline[0].event.event_id)
+        else:
+            last = await self._events.room_stream(room_id, 0, upto, 1)
+            state_ids = await self._state.state_after(last[0].event.event_id) if last else {}
+        if since is not None and not req.full_state:
+            previous = await self._state_at_position(room_id, since)
+            if previous:
+                state_ids = {k: v for k, v in state_ids.items() if previous.get(k) != v}
+        in_timeline = {s.event.event_id for s in timeline}
+        wanted = self._lazy_load(req, state_ids, timeline)
+        ids = [eid for key, eid in wanted.items() if eid not in in_timeline]
+        stored = await self._events.get_stored(ids)
+        return [stored[eid] for eid in ids if eid in stored and req.filter.state.allows(
+            stored[eid].event.type, stored[eid].event.sender, room_id)]
+
+    def _lazy_load(self, req: SyncRequest, state_ids: dict[StateKey, str],
+                   timeline: list[StoredEvent]) -> dict[StateKey, str]:
+        if not req.filter.state.lazy_load_members:
+            return state_ids
+        senders = {s.event.sender for s in timeline} | {req.user_id}
+        return {k: v for k, v in state_ids.items() if k[0] != MEMBER or k[1] in senders}
+
+    async def _state_at_position(self, room_id: str, position: int) -> dict[StateKey, str]:
+        last = await self._events.room_stream(room_id, 0, position, 1)
+        if not last:
+            return {}
+        return await self._state.state_after(last[0].event.event_id)
+
+    async def _ephemeral(self, req: SyncRequest, room_id: str, since: int | None, upto: int
+                         ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self._typing.changed_since(room_id, since):
+            out.append({"type": "m.typing",
+                        "content": {"user_ids": self._typing.typing_users(room_id)}})
+        receipts = await self._receipts.for_rooms([room_id], since or 0, upto)
+        content: dict[str, Any] = {}
+        for r in receipts:
+            if r.receipt_type == "m.read.private" and r.user_id != req.user_id:
+                continue
+            data: dict[str, Any] = {"ts": r.ts}
+            if r.thread_id:
+                data["thread_id"] = r.thread_id
+            content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = data
+        if content:
+            out.append({"type": "m.receipt", "content": content})
+        return [e for e in out if req.filter.ephemeral.allows(e["type"], "", room_id)]
+
+    async def _room_account_data(self, req: SyncRequest, room_id: str, since: int | None,
+                                 upto: int) -> list[dict[str, Any]]:
+        changed = await self._account_data.changed_since(req.user_id, since or 0, upto)
+        return [{"type": t, "content": c} for r, t, c in changed
+                if r == room_id and req.filter.room_account_data.allows(t, req.user_id)]
+
+    async def _global_account_data(self, req: SyncRequest, since: int | None, upto: int
+                                   ) -> list[dict[str, Any]]:
+        changed = await self._account_data.changed_since(req.user_id, since or 0, upto)
+        return [{"type": t, "content": c} for r, t, c in changed
+                if r == "" and req.filter.account_data.allows(t, req.user_id)]
+
+    async def _to_device_section(self, req: SyncRequest, upto: int
+                                 ) -> tuple[list[dict[str, Any]], int]:
+        pending = await self._to_device.pending(req.user_id, req.device_id, upto)
+        return [m for _, m in pending], (pending[-1][0] if pending else 0)
+
+    async def _summary(self, room_id: str, user_id: str) -> dict[str, Any]:
+        joined = await self._rooms.members(room_id, ("join",))
+        invited = await self._rooms.members(room_id, ("invite",))
+        heroes = sorted(u for u in joined + invited if u != user_id)[:5]
+        return {"m.heroes": heroes, "m.joined_member_count": len(joined),
+                "m.invited_member_count": len(invited)}
+
+    async def _invite_room(self, room_id: str, user_id: str) -> dict[str, Any]:
+        state = await self._events.current_state_ids(room_id)
+        keys = [(t, "") for t in STRIPPED_STATE_TYPES] + [(MEMBER, user_id)]
+        ids = [state[k] for k in keys if k in state]
+        invite = state.get((MEMBER, user_id))
+        if invite:
+            inviter = (await self._events.get_events([invite]))[invite].sender
+            if (MEMBER, inviter) in state:
+                ids.append(state[(MEMBER, inviter)])
+        events = await self._events.get_events(ids)
+        return {"invite_state": {"events": [stripped_state(events[i]) for i in ids
+                                            if i in events]}}
+
+    async def _left_room(self, req: SyncRequest, room_id: str, since: int | None,
+                         leave_position: int) -> dict[str, Any]:
+        now = self._clock.time_ms()
+        timeline, limited = await self._timeline(req, room_id, since, leave_position)
+        state = await self._state_section(req, room_id, timeline, since, leave_position,
+                                          full=since is None or limited)
+        prev_batch = await self._prev_batch(room_id, timeline, leave_position)
+        return {
+            "timeline": {"events": [self._serialize(s, now, req) for s in timeline],
+                         "limited": limited, "prev_batch": str(prev_batch)},
+            "state": {"events": [self._serialize(s, now, req) for s in state]},
+            "account_data": {"events": []},
+        }
+
+    def _serialize(self, stored: StoredEvent, now: int, req: SyncRequest) -> dict[str, Any]:
+        txn_id = stored.txn_id if stored.txn_device == req.device_id and (
+            stored.event.sender == req.user_id) else None
+        return client_event(stored, now, include_room_id=False, transaction_id=txn_id)
+
+
+def _is_state(event: Event) -> bool:
+    return event.is_state()

@@ -1,0 +1,118 @@
+"""Wakes /sync long-polls (and later WebSocket streams) when something they
+care about reaches the stream.
+
+Writers call `notify(position, rooms=..., users=...)`. A notification is
+delivered only once the stream's `current` position has passed it, so a woken
+sync never reads a token whose rows are still being written.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from twisted.internet.defer import Deferred
+
+from ..storage.stream import StreamIdGenerator
+
+# How many delivered notifications to remember for waiters that arrive late.
+_HISTORY = 20000
+
+
+@dataclass
+class _Notification:
+    position: int
+    rooms: frozenset[str]
+    users: frozenset[str]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    user_id: str
+    rooms: frozenset[str]
+    deferred: Deferred = field(default_factory=Deferred)
+
+
+class Notifier:
+    def __init__(self, stream: StreamIdGenerator) -> None:
+        self._stream = stream
+        self._pending: list[_Notification] = []
+        self._history: deque[_Notification] = deque(maxlen=_HISTORY)
+        self._by_user: dict[str, set[_Waiter]] = {}
+        self._by_room: dict[str, set[_Waiter]] = {}
+
+    @property
+    def current(self) -> int:
+        return self._stream.current
+
+    def notify(self, position: int, rooms: Iterable[str] = (), users: Iterable[str] = ()) -> None:
+        self._pending.append(_Notification(position, frozenset(rooms), frozenset(users)))
+        self.flush()
+
+    def flush(self) -> None:
+        """Deliver every pending notification the stream has caught up with."""
+        current = self._stream.current
+        ready = [n for n in self._pending if n.position <= current]
+        if not ready:
+            return
+        self._pending = [n for n in self._pending if n.position > current]
+        woken: set[_Waiter] = set()
+        for note in ready:
+            self._history.append(note)
+            woken |= self._waiters_for(note)
+        for waiter in woken:
+            self._remove(waiter)
+            if not waiter.deferred.called:
+                waiter.deferred.callback(current)
+
+    def _waiters_for(self, note: _Notification) -> set[_Waiter]:
+        found: set[_Waiter] = set()
+        for user in note.users:
+            found |= self._by_user.get(user, set())
+        for room in note.rooms:
+            found |= self._by_room.get(room, set())
+        return found
+
+    def _seen_since(self, since: int, user_id: str, rooms: frozenset[str]) -> bool:
+        for note in reversed(self._history):
+            if note.position <= since:
+                break
+            if user_id in note.users or note.rooms & rooms:
+                return True
+        return False
+
+    def wait(self, user_id: str, rooms: Iterable[str], since: int) -> Deferred:
+        """A Deferred firing with the new position once something relevant after
+        `since` is delivered. Cancel it (or let it time out) to stop waiting."""
+        room_set = frozenset(rooms)
+        if self.current > since and self._seen_since(since, user_id, room_set):
+            return _fired(self.current)
+        waiter = _Waiter(user_id, room_set)
+        waiter.deferred = Deferred(lambda _d: self._remove(waiter))
+        self._by_user.setdefault(user_id, set()).add(waiter)
+        for room in room_set:
+            self._by_room.setdefault(room, set()).add(waiter)
+        return waiter.deferred
+
+    def _remove(self, waiter: _Waiter) -> None:
+        users = self._by_user.get(waiter.user_id)
+        if users is not None:
+            users.discard(waiter)
+            if not users:
+                del self._by_user[waiter.user_id]
+        for room in waiter.rooms:
+            members = self._by_room.get(room)
+            if members is not None:
+                members.discard(waiter)
+                if not members:
+                    del self._by_room[room]
+
+    def waiting_users(self) -> set[str]:
+        return set(self._by_user)
+
+
+def _fired(value: int) -> Deferred:
+    d: Deferred = Deferred()
+    d.callback(value)
+    return d
