@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Any
 
 from . import canonical_json
 from .redaction import redact
 from .room_versions import RoomVersion
+
+
+_BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/_-]*\Z")
 
 
 def encode_base64(data: bytes, urlsafe: bool = False) -> str:
@@ -21,6 +25,8 @@ def encode_base64(data: bytes, urlsafe: bool = False) -> str:
 def decode_base64(text: str) -> bytes:
     """Decode standard or URL-safe base64, padded or not; ValueError if invalid."""
     text = text.rstrip("=")
+    if not _BASE64_CHARS.match(text):
+        raise ValueError("invalid base64 characters")
     padded = text + "=" * (-len(text) % 4)
     try:
         if "-" in text or "_" in text:
