@@ -7,7 +7,7 @@ DATA := data
 # xdist workers; the machine has two cores.
 WORKERS ?= 2
 
-.PHONY: run test venv lint clean
+.PHONY: run test venv lint clean bench
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
+
+# Client-Server load benchmark, Guildhall vs Synapse (installs Synapse into .bench/).
+# Pass options with BENCH_ARGS, e.g. `make bench BENCH_ARGS=--quick`.
+bench: $(STAMP)
+	$(PY) -m bench.cs_load $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports

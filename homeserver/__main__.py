@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--enable-registration", action="store_true")
     gen.add_argument("--disable-rate-limits", action="store_true")
     gen.add_argument("--default-room-version", default="12")
+    gen.add_argument("--turn-uri", action="append", default=[], dest="turn_uris",
+                     help="a TURN URI offered to clients (repeatable), e.g. "
+                          "turn:turn.example.org:3478?transport=udp")
+    gen.add_argument("--turn-shared-secret", default=None,
+                     help="coturn's static-auth-secret (use-auth-secret)")
     run = sub.add_parser("run", help="run the homeserver")
     run.add_argument("--config", required=True, type=Path)
     reg = sub.add_parser("register-user", help="create an account")
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 client_listen=args.client_listen, federation_listen=args.federation_listen,
                 database=args.database, enable_registration=args.enable_registration,
                 disable_rate_limits=args.disable_rate_limits,
-                default_room_version=args.default_room_version)
+                default_room_version=args.default_room_version,
+                turn_uris=args.turn_uris, turn_shared_secret=args.turn_shared_secret)
             print(path)
             return 0
         if args.command == "run":

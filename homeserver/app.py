@@ -13,26 +13,55 @@ from twisted.web.server import Site
 from .clock import Clock
 from .config import Config
 from .handlers.account import AccountHandler
+from .handlers.account_data import AccountDataHandler
 from .handlers.auth import Authenticator
+from .handlers.devices import DeviceHandler
+from .handlers.e2e_keys import E2eKeysHandler
 from .handlers.membership import MembershipHandler
+from .handlers.presence import PresenceHandler
 from .handlers.profiles import ProfileHandler
+from .handlers.push import PushActionEvaluator, UnreadNotifications
+from .handlers.push_rules import PushRulesHandler
+from .handlers.ratelimit import RateLimiters
+from .handlers.receipts import ReceiptHandler
+from .handlers.room_aliases import RoomAliasHandler
 from .handlers.room_creation import RoomCreationHandler
+from .handlers.room_directory import RoomDirectoryHandler
 from .handlers.room_events import RoomEventHandler
 from .handlers.room_reads import RoomReadHandler
+from .handlers.to_device import ToDeviceHandler
 from .handlers.typing import TypingHandler
+from .handlers.ui_auth import PasswordReauth
+from .handlers.user_directory import UserDirectoryHandler
+from .handlers.voip import VoipHandler
 from .rest import client as client_rest
 from .rest.client import account as account_rest
+from .rest.client import account_data as account_data_rest
+from .rest.client import devices as devices_rest
+from .rest.client import directory as directory_rest
+from .rest.client import ephemeral as ephemeral_rest
+from .rest.client import keys as keys_rest
+from .rest.client import presence as presence_rest
+from .rest.client import push_rules as push_rules_rest
 from .rest.client import rooms as rooms_rest
 from .rest.client import sync as sync_rest
-from .rest.http import JsonRouter, make_site
+from .rest.client import to_device as to_device_rest
+from .rest.client import voip as voip_rest
+from .rest.http import JsonRouter, Root, make_site
 from .rooms.state_reader import StateReader
 from .rooms.visibility import Visibility
 from .rooms.writer import PersistedEvent, RoomWriter
 from .storage import schema
 from .storage.account_data import AccountDataStore
 from .storage.database import Database
+from .storage.device_lists import DeviceListStore
+from .storage.directory import DirectoryStore
+from .storage.e2e_keys import EndToEndKeyStore
 from .storage.events import EventStore
 from .storage.migrations import migrate
+from .storage.presence import PresenceStore
+from .storage.push_actions import PushActionStore
+from .storage.push_rules import PushRuleStore
 from .storage.receipts import ReceiptStore
 from .storage.rooms import RoomStore
 from .storage.stream import StreamIdGenerator
@@ -40,6 +69,9 @@ from .storage.to_device import ToDeviceStore
 from .storage.users import UserStore
 from .sync.handler import SyncHandler
 from .sync.notifier import Notifier
+from .ws.methods import add_room_methods
+from .ws.requests import RequestDispatcher
+from .ws.stream import STREAM_PATH, StreamFactory, stream_resource
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +123,9 @@ def build(config: Config, reactor: Any) -> HomeServer:
         lambda conn: int(conn.execute(sa.select(sa.func.max(schema.state_groups.c.id))).scalar()
                          or 0)))
     notifier = Notifier(stream)
-    writer = RoomWriter(events, rooms, stream, state_groups, clock, config.signing_key)
+    push_rules = PushRulesHandler(PushRuleStore(db), account_data, stream, notifier)
+    writer = RoomWriter(events, rooms, stream, state_groups, clock, config.signing_key,
+                        push=PushActionEvaluator(events, push_rules, server_name))
     state = StateReader(events)
     visibility = Visibility(events, state)
 
@@ -101,6 +135,10 @@ def build(config: Config, reactor: Any) -> HomeServer:
         notifier.notify(persisted.stream_ordering, rooms=[event.room_id], users=targets)
 
     writer.add_listener(announce)
+    presence = PresenceHandler(PresenceStore(db), rooms, stream, notifier, clock)
+    writer.add_listener(presence.event_persisted)
+    presence.start()
+    account_data_handler = AccountDataHandler(account_data, stream, notifier)
 
     auth = Authenticator(users)
     accounts = AccountHandler(users, auth, clock, server_name, config.enable_registration)
@@ -111,14 +149,49 @@ def build(config: Config, reactor: Any) -> HomeServer:
                                    config.default_room_version)
     room_events = RoomEventHandler(writer, events, rooms)
     reads = RoomReadHandler(writer, events, rooms, state, visibility, clock)
-    typing = TypingHandler(stream, notifier, clock)
+    typing = TypingHandler(stream, notifier, clock, rooms, presence.bump_active)
+    writer.add_listener(typing.event_persisted)
+    receipts_handler = ReceiptHandler(receipts, account_data_handler, reads, events, stream,
+                                      notifier, clock, presence.bump_active)
+    e2e_keys = E2eKeysHandler(EndToEndKeyStore(db), DeviceListStore(db), rooms, stream,
+                              notifier, server_name)
+    accounts.on_logout.append(e2e_keys.device_removed)
     sync = SyncHandler(events=events, rooms=rooms, state=state, account_data=account_data,
+                       keys=e2e_keys,
                        receipts=receipts, to_device=to_device, typing=typing,
-                       notifier=notifier, clock=clock)
+                       notifier=notifier, clock=clock, visibility=visibility, presence=presence,
+                       unread=UnreadNotifications(PushActionStore(db)))
+
+    limits = RateLimiters.build(clock.time, enabled=config.rate_limits_enabled,
+                                messages=config.message_rate, login=config.login_rate,
+                                registration=config.registration_rate)
 
     router = JsonRouter()
-    account_rest.register(router, auth, accounts, profiles, config.default_room_version)
-    rooms_rest.register(router, auth, creation, membership, room_events, reads)
-    sync_rest.register(router, auth, sync, account_data)
-    site = make_site(router, config.max_request_body_bytes)
+    account_rest.register(router, auth, accounts, profiles, config.default_room_version,
+                          limits)
+    rooms_rest.register(router, auth, creation, membership, room_events, reads,
+                        limits.messages)
+    sync_rest.register(router, auth, sync, account_data, presence=presence)
+    ephemeral_rest.register(router, auth, typing, receipts_handler)
+    account_data_rest.register(router, auth, account_data_handler)
+    presence_rest.register(router, auth, presence)
+    to_device_rest.register(router, auth, ToDeviceHandler(to_device, users, stream, notifier,
+                                                          server_name))
+    push_rules_rest.register(router, auth, push_rules)
+    directory = DirectoryStore(db)
+    directory_rest.register(router, auth, RoomAliasHandler(writer, rooms, server_name),
+                            RoomDirectoryHandler(writer, rooms, directory),
+                            UserDirectoryHandler(writer, directory), server_name)
+    devices_rest.register(router, auth, DeviceHandler(
+        users, accounts, PasswordReauth(users, clock, server_name)))
+    keys_rest.register(router, auth, e2e_keys)
+    voip_rest.register(router, auth, VoipHandler(
+        clock, config.turn_uris, config.turn_shared_secret, config.turn_user_lifetime_s))
+    dispatcher = RequestDispatcher()
+    add_room_methods(dispatcher, room_events)
+    streams = StreamFactory(auth, sync, dispatcher,
+                            lambda user, text: sync_rest.resolve_filter(account_data, user, text))
+    accounts.on_logout.append(streams.revoke)
+    root = Root(router, {STREAM_PATH: stream_resource(streams)})
+    site = make_site(root, config.max_request_body_bytes)
     return HomeServer(config, db, site, clock, users, accounts, writer, notifier, stream)

@@ -6,6 +6,7 @@ comment explaining each option; `load` reads it back into a `Config`.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,8 +121,8 @@ max_request_body_bytes: 1048576
 # TURN for voice and video calls (coturn with use-auth-secret). Leave
 # turn_uris empty to offer no TURN server.
 turn:
-  uris: []
-  shared_secret: null
+  uris: {turn_uris}
+  shared_secret: {turn_shared_secret}
   user_lifetime_s: 86400
 
 # Logging: DEBUG, INFO, WARNING or ERROR.
@@ -139,8 +140,11 @@ def generate(
     enable_registration: bool = False,
     disable_rate_limits: bool = False,
     default_room_version: str = DEFAULT_ROOM_VERSION.identifier,
+    turn_uris: list[str] | None = None,
+    turn_shared_secret: str | None = None,
 ) -> Path:
     """Write `data_dir/homeserver.yaml` and return its path."""
+    _check_turn_uris(turn_uris or [])
     if not identifiers.is_valid_server_name(server_name):
         raise ConfigError(f"invalid server name {server_name!r}")
     Listener.parse(client_listen)
@@ -159,11 +163,22 @@ def generate(
         enable_registration=str(enable_registration).lower(),
         rate_limits_enabled=str(not disable_rate_limits).lower(),
         default_room_version=default_room_version,
+        # JSON is YAML: a flow list and a double-quoted string, escaped.
+        turn_uris=json.dumps(list(turn_uris or [])),
+        turn_shared_secret=json.dumps(turn_shared_secret) if turn_shared_secret else "null",
     )
     path = data_dir / "homeserver.yaml"
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+def _check_turn_uris(uris: list[str]) -> list[str]:
+    """Spec: TURN URIs match `^turns?:`."""
+    for uri in uris:
+        if not isinstance(uri, str) or not uri.startswith(("turn:", "turns:")):
+            raise ConfigError(f"TURN URIs must start with turn: or turns:, not {uri!r}")
+    return uris
 
 
 def _rate(raw: Any, default: RateLimit) -> RateLimit:
@@ -206,8 +221,9 @@ def load(path: Path) -> Config:
             registration_rate=_rate(rates.get("registration"), RateLimit(0.2, 5)),
             default_room_version=version,
             max_request_body_bytes=int(raw.get("max_request_body_bytes", 1_048_576)),
-            turn_uris=list(turn.get("uris") or []),
-            turn_shared_secret=turn.get("shared_secret"),
+            turn_uris=_check_turn_uris(list(turn.get("uris") or [])),
+            turn_shared_secret=(str(turn["shared_secret"])
+                                if turn.get("shared_secret") is not None else None),
             turn_user_lifetime_s=int(turn.get("user_lifetime_s", 86400)),
             log_level=str(raw.get("log_level", "INFO")).upper(),
             config_path=path,

@@ -68,13 +68,15 @@ def http_json(method: str, url: str, body: Any = None, token: str | None = None,
 
 class HomeserverProcess:
     def __init__(self, server_name: str = "localhost", database: str | None = None,
-                 host: str = "127.0.0.1", extra_args: list[str] | None = None) -> None:
+                 host: str = "127.0.0.1", extra_args: list[str] | None = None,
+                 rate_limits: bool = False) -> None:
         self.host = host
         self.port = free_port(host)
         self.server_name = server_name
         self.data_dir = Path(tempfile.mkdtemp(prefix="guildhall-hs-"))
         self.database = database
         self.extra_args = extra_args or []
+        self.rate_limits = rate_limits
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir / "server.log"
         self.config_path = self.data_dir / "homeserver.yaml"
@@ -88,7 +90,7 @@ class HomeserverProcess:
         args = [sys.executable, "-m", "homeserver", "generate-config",
                 "--server-name", self.server_name, "--data-dir", str(self.data_dir),
                 "--client-listen", f"{self.host}:{self.port}", "--enable-registration",
-                "--disable-rate-limits", *self.extra_args]
+                *([] if self.rate_limits else ["--disable-rate-limits"]), *self.extra_args]
         if self.database:
             args += ["--database", self.database]
         subprocess.run(args, check=True, cwd=ROOT, capture_output=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from typing import Any
 
@@ -14,6 +15,20 @@ from .auth import Authenticator, check_password, hash_password, new_access_token
 
 MAX_PASSWORD = 512
 UIA_SESSION_TTL_MS = 30 * 60 * 1000
+
+
+def _check_types(body: dict[str, Any], kinds: dict[str, type]) -> None:
+    """400 M_INVALID_PARAM for a documented field of the wrong type (absent or
+    null is fine: every field checked here is optional)."""
+    for key, kind in kinds.items():
+        value = body.get(key)
+        if value is not None and (not isinstance(value, kind) or
+                                  (kind is not bool and isinstance(value, bool))):
+            raise MatrixError(400, Codes.INVALID_PARAM, f"{key} must be a {kind.__name__}")
+
+
+# The device fields /register and /login share (spec: both endpoints).
+_DEVICE_FIELDS = {"device_id": str, "initial_device_display_name": str, "refresh_token": bool}
 
 
 class UIAChallenge(MatrixError):
@@ -74,6 +89,7 @@ class AccountHandler:
             raise MatrixError(400, Codes.INVALID_PARAM, "username must be a string")
         if password is not None and (not isinstance(password, str) or len(password) > MAX_PASSWORD):
             raise MatrixError(400, Codes.INVALID_PARAM, "Invalid password")
+        _check_types(body, {**_DEVICE_FIELDS, "inhibit_login": bool, "auth": dict})
         localpart = (username or secrets.token_hex(6)).lower()
         user_id = self._validate_localpart(localpart)
         if await self._users.get_account(user_id) is not None:
@@ -114,6 +130,7 @@ class AccountHandler:
             raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
         user = self._identifier(body)
         password = body.get("password")
+        _check_types(body, {**_DEVICE_FIELDS, "password": str})
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
         user_id = self.user_id_for(user)
@@ -141,7 +158,9 @@ class AccountHandler:
         hashes = await self._users.delete_devices(user_id, [device_id] if device_id else None)
         self._auth.forget_tokens(hashes)
         for callback in self.on_logout:
-            callback(user_id, device_id)
+            result = callback(user_id, device_id)
+            if inspect.isawaitable(result):  # e.g. deleting the device's E2E keys
+                await result
 
     async def devices(self, user_id: str) -> list[dict[str, Any]]:
         return [{"device_id": d.device_id, "display_name": d.display_name,

@@ -15,6 +15,7 @@ from ..rooms.writer import NewEvent, RoomWriter
 from ..storage.rooms import RoomStore
 from .membership import MembershipHandler
 from .profiles import ProfileHandler
+from .room_events import check_event_content
 
 PRESETS = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared",
@@ -140,17 +141,22 @@ class _CreateRoomRequest:
                                                    for u in invite):
             raise MatrixError(400, Codes.INVALID_PARAM, "invite must be a list of user IDs")
         req.invite = list(dict.fromkeys(invite))
-        req.is_direct = body.get("is_direct") is True
+        req.is_direct = _bool(body, "is_direct")
+        if not isinstance(body.get("invite_3pid", []), list):
+            raise MatrixError(400, Codes.BAD_JSON, "invite_3pid must be a list")
         req.initial_state = _initial_state(body.get("initial_state", []))
         override = body.get("power_level_content_override", {})
         if not isinstance(override, dict):
             raise MatrixError(400, Codes.BAD_JSON, "power_level_content_override must be an object")
+        # Checked before the room exists: a bad event half-way would leave half a room.
+        check_event_content("m.room.power_levels", override)
         req.power_level_override = override
         creation = body.get("creation_content", {})
         if not isinstance(creation, dict):
             raise MatrixError(400, Codes.BAD_JSON, "creation_content must be an object")
         req.creation_content = {k: v for k, v in creation.items()
                                 if k not in ("room_version", "creator")}
+        check_event_content("m.room.create", req.creation_content)
         return req
 
 
@@ -159,6 +165,15 @@ def _choice(body: dict[str, Any], key: str, options: tuple[str, ...], default: s
     if value not in options:
         raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid {key}")
     return str(value)
+
+
+def _bool(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{key} must be a boolean")
+    return value
 
 
 def _string(body: dict[str, Any], key: str) -> str | None:
@@ -180,5 +195,6 @@ def _initial_state(raw: Any) -> dict[tuple[str, str], dict[str, Any]]:
         if entry["type"] in ("m.room.create", "m.room.member"):
             raise MatrixError(400, Codes.INVALID_ROOM_STATE,
                               f"initial_state may not set {entry['type']}")
+        check_event_content(entry["type"], entry["content"])
         state[(entry["type"], entry.get("state_key", ""))] = entry["content"]
     return state

@@ -17,6 +17,9 @@ from ..storage.events import EventStore
 from ..storage.rooms import RoomStore
 
 _MAX_TYPE_BYTES = 255
+# The spec sets no limit; ours keeps the (user, device, path) key of a stored
+# transaction within PostgreSQL's B-tree row limit (2704 bytes).
+_MAX_TXN_ID_BYTES = 1024
 
 
 def _check_type(event_type: str) -> None:
@@ -24,7 +27,12 @@ def _check_type(event_type: str) -> None:
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event type")
 
 
-def _check_content(event_type: str, content: dict[str, Any]) -> None:
+def _check_txn_id(txn_id: str) -> None:
+    if not txn_id or len(txn_id.encode("utf-8")) > _MAX_TXN_ID_BYTES:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid transaction ID")
+
+
+def check_event_content(event_type: str, content: dict[str, Any]) -> None:
     # Content alone over the PDU limit can never fit; the builder checks the rest.
     if len(canonical_json.encode(content)) > MAX_PDU_BYTES:
         raise MatrixError(413, Codes.TOO_LARGE, "Event too large")
@@ -43,16 +51,17 @@ class RoomEventHandler:
     async def send_message(self, user_id: str, device_id: str, room_id: str, event_type: str,
                            txn_id: str, content: dict[str, Any]) -> str:
         _check_type(event_type)
+        _check_txn_id(txn_id)
         txn = (user_id, device_id, f"send/{room_id}/{event_type}/{txn_id}")
         earlier = await self._events.get_txn_response(*txn)
         if earlier is not None:
             return str(earlier["event_id"])
         if event_type == "m.room.redaction":
             target = content.get("redacts")
-            if not isinstance(target, str):
+            if not identifiers.is_valid_event_id(target):
                 raise MatrixError(400, Codes.BAD_JSON, "m.room.redaction needs content.redacts")
             return await self._redact(user_id, room_id, target, content, txn, txn_id)
-        _check_content(event_type, content)
+        check_event_content(event_type, content)
         persisted = await self._writer.send(room_id, NewEvent(
             event_type, user_id, content, txn=txn, txn_id=txn_id))
         return persisted.event.event_id
@@ -62,7 +71,7 @@ class RoomEventHandler:
         _check_type(event_type)
         if len(state_key.encode("utf-8")) > 255:
             raise MatrixError(400, Codes.INVALID_PARAM, "state_key too long")
-        _check_content(event_type, content)
+        check_event_content(event_type, content)
         if event_type == "m.room.canonical_alias":
             await self._check_canonical_alias(room_id, content)
         state = await self._writer.current_state_events(room_id)
@@ -88,6 +97,9 @@ class RoomEventHandler:
 
     async def redact(self, user_id: str, device_id: str, room_id: str, target: str,
                      txn_id: str, reason: str | None) -> str:
+        _check_txn_id(txn_id)
+        if not identifiers.is_valid_event_id(target):
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event ID")
         txn = (user_id, device_id, f"redact/{room_id}/{target}/{txn_id}")
         earlier = await self._events.get_txn_response(*txn)
         if earlier is not None:

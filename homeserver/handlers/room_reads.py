@@ -30,6 +30,7 @@ class Access:
 
     joined: bool
     upto: int | None  # stream position limit for former members; None = no limit
+    last_join: int | None = None  # the user's latest join up to `upto` (visibility rule 3)
 
 
 class RoomReadHandler:
@@ -49,9 +50,12 @@ class RoomReadHandler:
         member_id = snap.state.get((MEMBER, user_id))
         member = (await self._events.get_stored([member_id])).get(member_id) if member_id else None
         if member is not None and member.event.membership == "join":
-            return Access(True, None)
-        if member is not None and member.event.membership in ("leave", "ban", "invite", "knock"):
-            return Access(False, member.stream_ordering)
+            return Access(True, None, member.stream_ordering)
+        if member is not None and member.event.membership in ("leave", "ban"):
+            last_join = await self._rooms.last_join(user_id, room_id, member.stream_ordering)
+            return Access(False, member.stream_ordering, last_join)
+        # Invited or knocking is not joined (spec: history visibility, "a user needs
+        # to join a room to view events in that room"): only world_readable is open.
         vis_id = snap.state.get(HISTORY_VISIBILITY_KEY)
         if vis_id:
             vis = (await self._events.get_events([vis_id])).get(vis_id)
@@ -63,7 +67,7 @@ class RoomReadHandler:
                        ) -> list[StoredEvent]:
         if access.upto is not None:
             events = [e for e in events if e.stream_ordering <= access.upto]
-        return await self._visibility.filter(user_id, events, access.joined)
+        return await self._visibility.filter(user_id, events, access.last_join)
 
     async def serialize(self, events: list[StoredEvent], user_id: str = "",
                         device_id: str = "") -> list[dict[str, Any]]:
@@ -173,22 +177,32 @@ class RoomReadHandler:
 
     # Single events and context ---------------------------------------------------
 
+    async def _visible_event(self, user_id: str, access: Access, room_id: str, event_id: str
+                             ) -> StoredEvent:
+        stored = await self._events.get_event(event_id)
+        if stored is None or stored.event.room_id != room_id or stored.outlier \
+                or not await self._visible(user_id, access, [stored]):
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        return stored
+
+    async def visible_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent:
+        """An event of the room the user may see; 404 otherwise, also when the user
+        has no access to the room at all (receipts and read markers use this)."""
+        try:
+            access = await self.access(user_id, room_id)
+        except MatrixError as exc:
+            raise MatrixError(404, Codes.NOT_FOUND, "Event not found") from exc
+        return await self._visible_event(user_id, access, room_id, event_id)
+
     async def event(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
         access = await self.access(user_id, room_id)
-        stored = await self._events.get_event(event_id)
-        if stored is None or stored.event.room_id != room_id or stored.outlier:
-            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
-        if not await self._visible(user_id, access, [stored]):
-            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        stored = await self._visible_event(user_id, access, room_id, event_id)
         return (await self.serialize([stored], user_id))[0]
 
     async def context(self, user_id: str, room_id: str, event_id: str, limit: int,
                       event_filter: EventFilter) -> dict[str, Any]:
         access = await self.access(user_id, room_id)
-        stored = await self._events.get_event(event_id)
-        if stored is None or stored.event.room_id != room_id or \
-                not await self._visible(user_id, access, [stored]):
-            raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+        stored = await self._visible_event(user_id, access, room_id, event_id)
         limit = max(0, min(limit, 100))
         before_n, after_n = limit // 2, limit - limit // 2
         pos = (stored.event.depth, stored.stream_ordering)

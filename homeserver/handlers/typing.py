@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from federation.protocol.errors import Codes, MatrixError
+from federation.protocol.events import MEMBER
 
 from ..clock import Clock
+from ..rooms.writer import PersistedEvent
+from ..storage.rooms import RoomStore
 from ..storage.stream import StreamIdGenerator
 from ..sync.notifier import Notifier
 
@@ -13,12 +18,34 @@ DEFAULT_TIMEOUT_MS = 30_000
 
 
 class TypingHandler:
-    def __init__(self, stream: StreamIdGenerator, notifier: Notifier, clock: Clock) -> None:
+    def __init__(self, stream: StreamIdGenerator, notifier: Notifier, clock: Clock,
+                 rooms: RoomStore, user_active: Callable[[str], None] | None = None) -> None:
         self._stream = stream
         self._notifier = notifier
         self._clock = clock
+        self._rooms = rooms
+        self._user_active = user_active
         self._typing: dict[str, dict[str, Any]] = {}  # room -> user -> expiry timer
         self._positions: dict[str, int] = {}  # room -> position of the last change
+
+    async def user_typing(self, requester_id: str, room_id: str, user_id: str, typing: bool,
+                          timeout_ms: int | None) -> None:
+        """PUT /rooms/{roomId}/typing/{userId}: for yourself, in a room you are joined to."""
+        if requester_id != user_id:
+            raise MatrixError(403, Codes.FORBIDDEN, "Cannot set another user's typing state")
+        if await self._rooms.membership(room_id, user_id) != "join":
+            raise MatrixError(403, Codes.FORBIDDEN, "You are not joined to this room")
+        self.set_typing(room_id, user_id, typing,
+                        DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms)
+        if typing and self._user_active is not None:
+            self._user_active(user_id)
+
+    def event_persisted(self, persisted: PersistedEvent) -> None:
+        """Room writer listener: whoever leaves a room stops typing in it."""
+        event = persisted.event
+        if event.type == MEMBER and event.membership != "join" and \
+                event.state_key in self._typing.get(event.room_id, {}):
+            self.set_typing(event.room_id, event.state_key, False, 0)
 
     def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
         users = self._typing.setdefault(room_id, {})
@@ -31,6 +58,8 @@ class TypingHandler:
             users[user_id] = self._clock.call_later(timeout, self._expire, room_id, user_id)
         if typing != was_typing:
             self._changed(room_id)
+        elif not users:
+            del self._typing[room_id]
 
     def _expire(self, room_id: str, user_id: str) -> None:
         users = self._typing.get(room_id, {})

@@ -63,6 +63,19 @@ class LimitedRequest(server.Request):
             super().handleContentChunk(data)
 
 
+class Root(Resource):
+    """Sends a few exact paths (the WebSocket stream) to their own resources and
+    everything else to the JSON router."""
+
+    def __init__(self, router: Resource, exact: dict[bytes, Resource]) -> None:
+        super().__init__()
+        self._router = router
+        self._exact = exact
+
+    def getChildWithDefault(self, name: bytes, request: server.Request) -> Resource:
+        return self._exact.get(request.path, self._router)
+
+
 def make_site(root: Resource, max_body_bytes: int) -> server.Site:
     request_class = type("Request", (LimitedRequest,), {"max_body_bytes": max_body_bytes})
     site = server.Site(root, requestFactory=request_class)
@@ -114,8 +127,9 @@ class JsonRouter(Resource):
         except MatrixError as exc:
             status, body = exc.status, exc.to_json()
             if exc.status == 429 and "retry_after_ms" in exc.extra:
-                request.setHeader(b"Retry-After",
-                                  str(max(1, exc.extra["retry_after_ms"] // 1000)).encode())
+                # Round up: a client retrying after the header must not be early.
+                seconds = max(1, -(-int(exc.extra["retry_after_ms"]) // 1000))
+                request.setHeader(b"Retry-After", str(seconds).encode())
         except Exception:
             logger.exception("500 on %s %s", request.method.decode(), _safe_path(request))
             status, body = 500, {"errcode": Codes.UNKNOWN, "error": "Internal server error"}
@@ -194,6 +208,7 @@ def parse_json_body(request: server.Request, *, allow_empty: bool = True) -> Jso
     value = canonical_json.parse(text)
     if not isinstance(value, dict):
         raise MatrixError(400, Codes.BAD_JSON, "Content must be a JSON object")
+    check_client_json(value)
     try:
         canonical_json.check_canonical(value)
     except MatrixError as exc:
@@ -201,21 +216,55 @@ def parse_json_body(request: server.Request, *, allow_empty: bool = True) -> Jso
     return value
 
 
+# Deeper JSON is refused: no client needs it, and encoding what we accept
+# (events embedded in /sync, federation PDUs) must never hit RecursionError.
+MAX_JSON_DEPTH = 100
+
+
+def check_client_json(value: Any) -> None:
+    """M_BAD_JSON for nesting deeper than MAX_JSON_DEPTH or a NUL in any
+    string (PostgreSQL text cannot hold NUL, so it could never be stored)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise MatrixError(400, Codes.BAD_JSON, "Strings may not contain NUL")
+            continue
+        if isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise MatrixError(400, Codes.BAD_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH}")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _query_text(name: str, raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} is not UTF-8") from exc
+    if "\x00" in text:  # as in paths: NUL never belongs in a parameter
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} contains NUL")
+    return text
+
+
 def query_arg(request: server.Request, name: str, default: str | None = None) -> str | None:
     values = request.args.get(name.encode())
     if not values:
         return default
-    try:
-        return values[0].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} is not UTF-8") from exc
+    return _query_text(name, values[0])
 
 
 def query_args(request: server.Request, name: str) -> list[str]:
-    try:
-        return [v.decode("utf-8") for v in request.args.get(name.encode(), [])]
-    except UnicodeDecodeError as exc:
-        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} is not UTF-8") from exc
+    return [_query_text(name, v) for v in request.args.get(name.encode(), [])]
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,16}", re.ASCII)
 
 
 def query_int(request: server.Request, name: str, default: int | None = None,
@@ -223,10 +272,11 @@ def query_int(request: server.Request, name: str, default: int | None = None,
     text = query_arg(request, name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be an integer") from exc
+    # ASCII digits only (int() also takes '٣', '+1', ' 1', '1_0'), within the
+    # range JSON integers may take.
+    if _INTEGER.fullmatch(text) is None or abs(int(text)) > canonical_json.MAX_INT:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be an integer")
+    value = int(text)
     if minimum is not None and value < minimum:
         value = minimum
     if maximum is not None and value > maximum:

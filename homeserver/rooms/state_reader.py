@@ -14,6 +14,8 @@ class StateReader:
         self._events = events
         self._cache: OrderedDict[int, dict[StateKey, str]] = OrderedDict()
         self._cache_size = cache_size
+        # An event's (before, after) state groups never change once persisted.
+        self._groups: OrderedDict[str, tuple[int | None, int]] = OrderedDict()
 
     async def group_state(self, group: int | None) -> dict[StateKey, str]:
         if group is None or group == 0:
@@ -28,10 +30,22 @@ class StateReader:
             self._cache.popitem(last=False)
         return state
 
-    async def state_before(self, event_id: str) -> dict[StateKey, str]:
+    async def _groups_for(self, event_id: str) -> tuple[int | None, int] | None:
+        groups = self._groups.get(event_id)
+        if groups is not None:
+            self._groups.move_to_end(event_id)
+            return groups
         groups = await self._events.state_group_for_event(event_id)
+        if groups is not None:
+            self._groups[event_id] = groups
+            while len(self._groups) > self._cache_size * 10:
+                self._groups.popitem(last=False)
+        return groups
+
+    async def state_before(self, event_id: str) -> dict[StateKey, str]:
+        groups = await self._groups_for(event_id)
         return await self.group_state(groups[0]) if groups else {}
 
     async def state_after(self, event_id: str) -> dict[StateKey, str]:
-        groups = await self._events.state_group_for_event(event_id)
+        groups = await self._groups_for(event_id)
         return await self.group_state(groups[1]) if groups else {}

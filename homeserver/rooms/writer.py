@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from twisted.internet.defer import DeferredLock
 
@@ -23,7 +23,9 @@ from federation.protocol.room_versions import RoomVersion, get_room_version
 from federation.protocol.signing import ServerKey
 
 from ..clock import Clock
-from ..storage.events import MAX_STATE_CHAIN, EventStore, NewStateGroup, PersistRequest
+from ..storage.events import (
+    MAX_STATE_CHAIN, EventStore, NewStateGroup, PersistRequest, PushActionRow,
+)
 from ..storage.rooms import RoomStore
 from ..storage.stream import StreamIdGenerator
 
@@ -65,6 +67,13 @@ class PersistedEvent:
 Listener = Callable[[PersistedEvent], None]
 
 
+class PushActionSource(Protocol):
+    """Decides whom an event notifies, given the room state before it."""
+
+    async def push_actions(self, state: Mapping[StateKey, str], event: Event
+                           ) -> list[PushActionRow]: ...
+
+
 class RoomWriter:
     def __init__(
         self,
@@ -75,6 +84,7 @@ class RoomWriter:
         clock: Clock,
         server_key: ServerKey,
         cache_size: int = 5000,
+        push: PushActionSource | None = None,
     ) -> None:
         self._events = events
         self._rooms = rooms
@@ -86,6 +96,7 @@ class RoomWriter:
         self._snapshots: OrderedDict[str, RoomSnapshot] = OrderedDict()
         self._cache_size = cache_size
         self._listeners: list[Listener] = []
+        self._push = push
 
     def add_listener(self, listener: Listener) -> None:
         """Called (on the reactor thread) after each event is persisted."""
@@ -211,6 +222,7 @@ class RoomWriter:
         if event.is_state():
             new_group = self._next_state_group(snap, event)
             after_group = new_group.group_id
+        push_actions = await self._push_actions(snap, event)
         position = self._stream.allocate()
         try:
             await self._events.persist(PersistRequest(
@@ -218,7 +230,7 @@ class RoomWriter:
                 state_group_after=after_group if after_group is not None else 0,
                 new_state_group=new_group, updates_current_state=event.is_state(),
                 txn=new.txn if new else None, txn_id=new.txn_id if new else None,
-                redacts=event.redacts,
+                redacts=event.redacts, push_actions=push_actions,
             ))
         finally:
             self._stream.finish(position)
@@ -231,6 +243,17 @@ class RoomWriter:
             except Exception:  # a listener's bug must not fail the send
                 logger.exception("event listener failed for %s", event.event_id)
         return persisted
+
+    async def _push_actions(self, snap: RoomSnapshot, event: Event) -> list[PushActionRow]:
+        """Evaluated before persisting so the rows commit with the event: spec
+        (push, "Server behaviour"): the new count is in the same /sync as the event."""
+        if self._push is None or event.rejected_reason is not None:
+            return []
+        try:
+            return await self._push.push_actions(snap.state, event)
+        except Exception:  # a push-rule bug must not fail the send
+            logger.exception("push rule evaluation failed for %s", event.event_id)
+            return []
 
     def _next_state_group(self, snap: RoomSnapshot, event: Event) -> NewStateGroup:
         group_id = self._state_group_ids.allocate()

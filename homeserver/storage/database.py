@@ -46,6 +46,7 @@ class Database:
         self.engine: Engine = self._create_engine()
         self._reactor = reactor
         self._pool: ThreadPool | None = None
+        self._inline = False
 
     def _create_engine(self) -> Engine:
         if self.is_sqlite:
@@ -61,8 +62,13 @@ class Database:
             return engine
         return sa.create_engine(self.url, pool_size=8, max_overflow=4, pool_pre_ping=True)
 
-    def start(self, reactor: Any) -> None:
+    def start(self, reactor: Any, *, inline: bool = False) -> None:
+        """Start the thread pool; `inline` runs every transaction on the calling
+        thread instead (in-process tests on a memory reactor, which runs no threads)."""
         self._reactor = reactor
+        self._inline = inline
+        if inline:
+            return
         size = 1 if self.is_sqlite else 8
         self._pool = ThreadPool(minthreads=1, maxthreads=size, name="db")
         self._pool.start()
@@ -87,6 +93,8 @@ class Database:
 
     async def run(self, name: str, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one transaction on the database thread pool."""
+        if self._inline:
+            return self.run_sync(name, fn)
         if self._pool is None:
             raise RuntimeError("database not started")
         result: T = await deferToThreadPool(self._reactor, self._pool, self.run_sync, name, fn)

@@ -32,6 +32,15 @@ class NewStateGroup:
     entries: dict[StateKey, str]
 
 
+@dataclass(frozen=True)
+class PushActionRow:
+    """A notification of one user by this event (a row of event_push_actions)."""
+
+    user_id: str
+    highlight: bool
+    thread_id: str = "main"
+
+
 @dataclass
 class PersistRequest:
     """Everything one event's transaction writes, decided by the room writer."""
@@ -49,7 +58,8 @@ class PersistRequest:
     txn_id: str | None = None
     # Redaction targets this event redacts (applied once both are present).
     redacts: str | None = None
-    push_actions: list[tuple[str, bool]] = field(default_factory=list)  # (user, highlight)
+    # Users this event notifies, written with the event so counts are never lost.
+    push_actions: list[PushActionRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -326,9 +336,10 @@ def _persist_txn(conn: Connection, req: PersistRequest) -> None:
         from .schema import event_push_actions
 
         conn.execute(sa.insert(event_push_actions), [
-            {"room_id": event.room_id, "user_id": user, "event_id": event.event_id,
-             "stream_ordering": req.stream_ordering, "highlight": highlight}
-            for user, highlight in req.push_actions
+            {"room_id": event.room_id, "user_id": row.user_id, "event_id": event.event_id,
+             "stream_ordering": req.stream_ordering, "highlight": row.highlight,
+             "thread_id": row.thread_id}
+            for row in req.push_actions
         ])
 
 

@@ -123,6 +123,16 @@ class RoomStore:
 
         return await self._db.run("rooms_for_user", txn)
 
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's current membership of one room, if any."""
+
+        def txn(conn: Connection) -> str | None:
+            return conn.execute(sa.select(current_state.c.membership).where(
+                current_state.c.room_id == room_id, current_state.c.type == "m.room.member",
+                current_state.c.state_key == user_id)).scalar()
+
+        return await self._db.run("membership", txn)
+
     async def members(self, room_id: str, memberships: tuple[str, ...] = ("join",)) -> list[str]:
         def txn(conn: Connection) -> list[str]:
             rows = conn.execute(sa.select(current_state.c.state_key).where(
@@ -160,6 +170,18 @@ class RoomStore:
                                     int(row.stream_ordering))
 
         return await self._db.run("membership_at", txn)
+
+    async def last_join(self, user_id: str, room_id: str, upto: int) -> int | None:
+        """The stream position of the user's latest join at or before `upto`."""
+
+        def txn(conn: Connection) -> int | None:
+            value = conn.execute(sa.select(sa.func.max(room_memberships.c.stream_ordering)).where(
+                room_memberships.c.user_id == user_id, room_memberships.c.room_id == room_id,
+                room_memberships.c.membership == "join",
+                room_memberships.c.stream_ordering <= upto)).scalar()
+            return int(value) if value is not None else None
+
+        return await self._db.run("last_join", txn)
 
     async def forget(self, user_id: str, room_id: str) -> None:
         def txn(conn: Connection) -> None:

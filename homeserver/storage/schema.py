@@ -231,6 +231,18 @@ one_time_keys = sa.Table(
     sa.Column("fallback", sa.Boolean, nullable=False, default=False),
 )
 
+# One fallback key per device and algorithm (spec: /keys/upload `fallback_keys`);
+# `used` once handed out by /keys/claim, until the device replaces it.
+e2e_fallback_keys = sa.Table(
+    "e2e_fallback_keys", metadata,
+    sa.Column("user_id", Text, primary_key=True),
+    sa.Column("device_id", Text, primary_key=True),
+    sa.Column("algorithm", Text, primary_key=True),
+    sa.Column("key_id", Text, nullable=False),  # "<algorithm>:<id>"
+    sa.Column("json", Text, nullable=False),
+    sa.Column("used", sa.Boolean, nullable=False, default=False),
+)
+
 device_list_changes = sa.Table(
     "device_list_changes", metadata,
     sa.Column("stream_id", BigInt, primary_key=True, autoincrement=False),
@@ -252,5 +264,7 @@ event_push_actions = sa.Table(
     sa.Column("event_id", Text, primary_key=True),
     sa.Column("stream_ordering", BigInt, nullable=False),
     sa.Column("highlight", sa.Boolean, nullable=False),
+    # The event's thread root, or "main" (counts are partitioned per thread).
+    sa.Column("thread_id", Text, nullable=False, default="main"),
     sa.Index("event_push_actions_user", "user_id", "room_id", "stream_ordering"),
 )

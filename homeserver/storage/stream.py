@@ -8,6 +8,8 @@ token never skips a row that commits later.
 from __future__ import annotations
 
 import heapq
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class StreamIdGenerator:
@@ -29,6 +31,20 @@ class StreamIdGenerator:
         heapq.heappush(self._finished, position)
         while self._finished and not any(p < self._finished[0] for p in self._in_flight):
             self._current = max(self._current, heapq.heappop(self._finished))
+
+    @contextmanager
+    def reserve(self, count: int = 1) -> Iterator[list[int]]:
+        """Allocate `count` positions for one write, finishing them however it ends:
+
+            with stream.reserve() as (position,):
+                await store.put(..., position)
+        """
+        positions = [self.allocate() for _ in range(count)]
+        try:
+            yield positions
+        finally:
+            for position in positions:
+                self.finish(position)
 
     @property
     def current(self) -> int:

@@ -40,7 +40,14 @@ class ToDeviceStore:
                     for user, device, content, sid in messages])
             return True
 
-        return await self._db.run("enqueue_to_device", run)
+        try:
+            return await self._db.run("enqueue_to_device", run)
+        except sa.exc.IntegrityError:
+            # The same txn committed concurrently (PostgreSQL runs both checks at
+            # once): the other request delivered the messages.
+            if txn is None:
+                raise
+            return False
 
     async def pending(self, user_id: str, device_id: str, upto: int, limit: int = 100
                       ) -> list[tuple[int, dict[str, Any]]]:

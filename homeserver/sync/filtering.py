@@ -20,6 +20,13 @@ def _strings(raw: dict[str, Any], key: str) -> list[str] | None:
     return value
 
 
+def _flag(raw: dict[str, Any], key: str) -> bool | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise MatrixError(400, Codes.BAD_JSON, f"filter {key} must be a boolean")
+    return value
+
+
 def _type_matches(event_type: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(event_type, p) if "*" in p else event_type == p
                for p in patterns)
@@ -48,14 +55,14 @@ class EventFilter:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                                   or limit < 0):
             raise MatrixError(400, Codes.BAD_JSON, "filter limit must be a positive integer")
-        contains_url = raw.get("contains_url")
+        contains_url = _flag(raw, "contains_url")
         return cls(
             limit=limit, types=_strings(raw, "types"), not_types=_strings(raw, "not_types") or [],
             senders=_strings(raw, "senders"), not_senders=_strings(raw, "not_senders") or [],
             rooms=_strings(raw, "rooms"), not_rooms=_strings(raw, "not_rooms") or [],
-            contains_url=contains_url if isinstance(contains_url, bool) else None,
-            lazy_load_members=raw.get("lazy_load_members") is True,
-            include_redundant_members=raw.get("include_redundant_members") is True,
+            contains_url=contains_url,
+            lazy_load_members=_flag(raw, "lazy_load_members") is True,
+            include_redundant_members=_flag(raw, "include_redundant_members") is True,
         )
 
     def allows_room(self, room_id: str) -> bool:
@@ -100,15 +107,20 @@ class SyncFilter:
             return cls()
         if not isinstance(raw, dict):
             raise MatrixError(400, Codes.BAD_JSON, "filter must be an object")
-        room = raw.get("room") or {}
+        room = raw.get("room")
+        room = {} if room is None else room
         if not isinstance(room, dict):
             raise MatrixError(400, Codes.BAD_JSON, "filter room must be an object")
+        if raw.get("event_format") not in (None, "client", "federation"):
+            raise MatrixError(400, Codes.BAD_JSON, "filter event_format must be client or "
+                              "federation")
+        _strings(raw, "event_fields")
         return cls(
             presence=EventFilter.parse(raw.get("presence")),
             account_data=EventFilter.parse(raw.get("account_data")),
             rooms=_strings(room, "rooms"),
             not_rooms=_strings(room, "not_rooms") or [],
-            include_leave=room.get("include_leave") is True,
+            include_leave=_flag(room, "include_leave") is True,
             timeline=EventFilter.parse(room.get("timeline")),
             state=EventFilter.parse(room.get("state")),
             ephemeral=EventFilter.parse(room.get("ephemeral")),

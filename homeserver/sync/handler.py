@@ -18,6 +18,7 @@ from ..clock import Clock
 from ..handlers.client_events import client_event, stripped_state
 from ..handlers.typing import TypingHandler
 from ..rooms.state_reader import StateReader
+from ..rooms.visibility import Visibility
 from ..storage.account_data import AccountDataStore
 from ..storage.events import EventStore, StoredEvent
 from ..storage.receipts import ReceiptStore
@@ -46,6 +47,7 @@ class UnreadCounter(Protocol):
 
 class DeviceKeysSource(Protocol):
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]: ...
+    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]: ...
     async def device_list_changes(self, user_id: str, since: int, upto: int
                                   ) -> tuple[list[str], list[str]]: ...
 
@@ -66,9 +68,10 @@ class SyncHandler:
         account_data: AccountDataStore, receipts: ReceiptStore, to_device: ToDeviceStore,
         typing: TypingHandler, notifier: Notifier, clock: Clock,
         presence: PresenceSource | None = None, unread: UnreadCounter | None = None,
-        keys: DeviceKeysSource | None = None,
+        keys: DeviceKeysSource | None = None, visibility: Visibility | None = None,
     ) -> None:
         self._events = events
+        self._visibility = visibility
         self._rooms = rooms
         self._state = state
         self._account_data = account_data
@@ -112,8 +115,11 @@ class SyncHandler:
                         if req.filter.presence.allows(p["type"], p["sender"])]
         device_lists = {"changed": [], "left": []}
         otk_counts: dict[str, int] = {}
+        fallback_types: list[str] = []
         if self.keys is not None:
             otk_counts = await self.keys.one_time_key_counts(req.user_id, req.device_id)
+            fallback_types = await self.keys.unused_fallback_key_types(req.user_id,
+                                                                       req.device_id)
             if since is not None:
                 changed, left = await self.keys.device_list_changes(req.user_id, since, upto)
                 device_lists = {"changed": changed, "left": left}
@@ -126,7 +132,7 @@ class SyncHandler:
             "to_device": {"events": to_device},
             "device_lists": device_lists,
             "device_one_time_keys_count": otk_counts,
-            "device_unused_fallback_key_types": [],
+            "device_unused_fallback_key_types": fallback_types,
         }
         news = rooms_news or bool(account or to_device or presence or device_lists["changed"]
                                   or device_lists["left"])
@@ -199,6 +205,15 @@ class SyncHandler:
             limited = False
         return recent, limited
 
+    async def _visible(self, req: SyncRequest, room_id: str, events: list[StoredEvent],
+                       upto: int) -> list[StoredEvent]:
+        """History visibility: a newly joined user's timeline reaches back before
+        the join, and a left room's up to the leave."""
+        if self._visibility is None or not events:
+            return events
+        last_join = await self._rooms.last_join(req.user_id, room_id, upto)
+        return await self._visibility.filter(req.user_id, events, last_join)
+
     async def _joined_room(self, req: SyncRequest, room_id: str, since: int | None, upto: int,
                            newly_joined: bool) -> dict[str, Any] | None:
         now = self._clock.time_ms()
@@ -207,16 +222,18 @@ class SyncHandler:
         timeline = [s for s in timeline
                     if req.filter.timeline.allows(s.event.type, s.event.sender, room_id,
                                                   s.event.content)]
+        timeline = await self._visible(req, room_id, timeline, upto)
         state_events = await self._state_section(req, room_id, timeline, since, upto,
                                                  full=newly_joined or req.full_state or limited)
         prev_batch = await self._prev_batch(room_id, timeline, upto)
+        because = await self._redactions(timeline + state_events)
         room: dict[str, Any] = {
             "timeline": {
-                "events": [self._serialize(s, now, req) for s in timeline],
+                "events": [self._serialize(s, now, req, because) for s in timeline],
                 "limited": limited,
                 "prev_batch": str(prev_batch),
             },
-            "state": {"events": [self._serialize(s, now, req) for s in state_events]},
+            "state": {"events": [self._serialize(s, now, req, because) for s in state_events]},
             "ephemeral": {"events": await self._ephemeral(req, room_id, since, upto)},
             "account_data": {"events": await self._room_account_data(req, room_id, since, upto)},
             "unread_notifications": {"notification_count": 0, "highlight_count": 0},
@@ -327,20 +344,29 @@ class SyncHandler:
                          leave_position: int) -> dict[str, Any]:
         now = self._clock.time_ms()
         timeline, limited = await self._timeline(req, room_id, since, leave_position)
+        timeline = await self._visible(req, room_id, timeline, leave_position)
         state = await self._state_section(req, room_id, timeline, since, leave_position,
                                           full=since is None or limited)
         prev_batch = await self._prev_batch(room_id, timeline, leave_position)
+        because = await self._redactions(timeline + state)
         return {
-            "timeline": {"events": [self._serialize(s, now, req) for s in timeline],
+            "timeline": {"events": [self._serialize(s, now, req, because) for s in timeline],
                          "limited": limited, "prev_batch": str(prev_batch)},
-            "state": {"events": [self._serialize(s, now, req) for s in state]},
+            "state": {"events": [self._serialize(s, now, req, because) for s in state]},
             "account_data": {"events": []},
         }
 
-    def _serialize(self, stored: StoredEvent, now: int, req: SyncRequest) -> dict[str, Any]:
+    async def _redactions(self, events: list[StoredEvent]) -> dict[str, Event]:
+        """The redaction events of redacted events, for `unsigned.redacted_because`."""
+        return await self._events.get_events([s.redacted_by for s in events if s.redacted_by])
+
+    def _serialize(self, stored: StoredEvent, now: int, req: SyncRequest,
+                   redactions: dict[str, Event] | None = None) -> dict[str, Any]:
         txn_id = stored.txn_id if stored.txn_device == req.device_id and (
             stored.event.sender == req.user_id) else None
-        return client_event(stored, now, include_room_id=False, transaction_id=txn_id)
+        redaction = (redactions or {}).get(stored.redacted_by or "")
+        return client_event(stored, now, include_room_id=False, transaction_id=txn_id,
+                            redaction=redaction)
 
 
 def _is_state(event: Event) -> bool:

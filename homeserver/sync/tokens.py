@@ -8,9 +8,15 @@ order: "after the event at (depth, stream)".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from federation.protocol.errors import Codes, MatrixError
+
+# ASCII digits only (int() also takes '²', '+1', ' 1', '1_0'), and at most 18 of
+# them so that every position fits the databases' signed 64-bit integers.
+_SYNC = re.compile(r"s([0-9]{1,18})(?:_([0-9]{1,18}))?", re.ASCII)
+_TOPOLOGICAL = re.compile(r"t(-?[0-9]{1,18})_(-?[0-9]{1,18})", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -23,16 +29,10 @@ class SyncToken:
 
     @classmethod
     def parse(cls, text: str) -> SyncToken:
-        try:
-            if not text.startswith("s"):
-                raise ValueError
-            position, _, to_device = text[1:].partition("_")
-            token = cls(int(position), int(to_device or 0))
-            if token.position < 0 or token.to_device < 0:
-                raise ValueError
-            return token
-        except ValueError as exc:
-            raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid sync token {text!r}") from exc
+        match = _SYNC.fullmatch(text)
+        if match is None:
+            raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid sync token {text[:100]!r}")
+        return cls(int(match.group(1)), int(match.group(2) or 0))
 
 
 @dataclass(frozen=True, order=True)
@@ -45,13 +45,11 @@ class TopologicalToken:
 
     @classmethod
     def parse(cls, text: str) -> TopologicalToken:
-        try:
-            if not text.startswith("t"):
-                raise ValueError
-            depth, _, stream = text[1:].partition("_")
-            return cls(int(depth), int(stream))
-        except ValueError as exc:
-            raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid pagination token {text!r}") from exc
+        match = _TOPOLOGICAL.fullmatch(text)
+        if match is None:
+            raise MatrixError(400, Codes.INVALID_PARAM,
+                              f"Invalid pagination token {text[:100]!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
 
     @classmethod
     def before(cls, depth: int, stream: int) -> TopologicalToken:

@@ -13,15 +13,17 @@ from federation.protocol.room_versions import KNOWN_ROOM_VERSIONS
 from ...handlers.account import AccountHandler
 from ...handlers.auth import Authenticator
 from ...handlers.profiles import ProfileHandler
+from ...handlers.ratelimit import RateLimiters
 from ..http import JsonRouter, optional, parse_json_body, query_arg
-from .common import requester
+from .common import client_ip, limited_requester, requester
 
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
                       "v1.9", "v1.10"]
 
 
 def register(router: JsonRouter, auth: Authenticator, accounts: AccountHandler,
-             profiles: ProfileHandler, default_room_version: str) -> None:
+             profiles: ProfileHandler, default_room_version: str,
+             limits: RateLimiters | None = None) -> None:
     async def versions(request: Request) -> tuple[int, Any]:
         return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
 
@@ -40,11 +42,20 @@ def register(router: JsonRouter, auth: Authenticator, accounts: AccountHandler,
         return 200, {"flows": [{"type": "m.login.password"}]}
 
     async def login(request: Request) -> tuple[int, Any]:
+        if limits is not None:
+            limits.login.check(client_ip(request))  # every attempt counts, per IP
         return 200, await accounts.login(parse_json_body(request))
 
     async def register_user(request: Request) -> tuple[int, Any]:
+        ip = client_ip(request)
+        if limits is not None:
+            # Only registrations count (as in Synapse): a UIA round trip is free.
+            limits.registration.check(ip, update=False)
         body = parse_json_body(request)
-        return 200, await accounts.register(body, query_arg(request, "kind", "user") or "user")
+        result = await accounts.register(body, query_arg(request, "kind", "user") or "user")
+        if limits is not None:
+            limits.registration.record(ip)
+        return 200, result
 
     async def available(request: Request) -> tuple[int, Any]:
         username = query_arg(request, "username")
@@ -90,7 +101,7 @@ def register(router: JsonRouter, auth: Authenticator, accounts: AccountHandler,
         return 200, {field: profile[field]}
 
     async def set_profile_field(request: Request, user_id: str, field: str) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limits.messages if limits else None)
         body = parse_json_body(request)
         if field not in ("displayname", "avatar_url"):
             raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown profile field {field}")

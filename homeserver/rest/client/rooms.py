@@ -12,18 +12,43 @@ from federation.protocol.errors import Codes, MatrixError
 
 from ...handlers.auth import Authenticator
 from ...handlers.membership import MembershipHandler
+from ...handlers.ratelimit import RateLimiter
 from ...handlers.room_creation import RoomCreationHandler
 from ...handlers.room_events import RoomEventHandler
 from ...handlers.room_reads import RoomReadHandler
 from ...sync.filtering import EventFilter
+from ...sync.tokens import SyncToken, TopologicalToken
 from ..http import JsonRouter, optional, parse_json_body, query_arg, query_int, require
-from .common import requester
+from .common import limited_requester, requester
 
 
 def _room_id(room_id: str) -> str:
     if not identifiers.is_valid_room_id(room_id):
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room ID")
     return room_id
+
+
+def _event_id(event_id: str) -> str:
+    if not identifiers.is_valid_event_id(event_id):
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event ID")
+    return event_id
+
+
+MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
+
+
+def _membership_arg(request: Request, name: str) -> str | None:
+    value = query_arg(request, name)
+    if value is not None and value not in MEMBERSHIPS:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be one of {MEMBERSHIPS}")
+    return value
+
+
+def _check_token_arg(request: Request, name: str) -> None:
+    """Tokens this server never uses for an endpoint must still be well formed."""
+    text = query_arg(request, name)
+    if text is not None:
+        (TopologicalToken if text.startswith("t") else SyncToken).parse(text)
 
 
 def _event_filter(request: Request) -> EventFilter:
@@ -39,9 +64,9 @@ def _event_filter(request: Request) -> EventFilter:
 
 def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHandler,
              membership: MembershipHandler, room_events: RoomEventHandler,
-             reads: RoomReadHandler) -> None:
+             reads: RoomReadHandler, limiter: RateLimiter | None = None) -> None:
     async def create_room(request: Request) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limiter)
         room_id, alias = await creation.create_room(who.user_id, parse_json_body(request))
         body: dict[str, Any] = {"room_id": room_id}
         if alias:
@@ -49,20 +74,20 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         return 200, body
 
     async def join_by_id_or_alias(request: Request, target: str) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
         room_id = await membership.resolve_room(target)
         await membership.join(who.user_id, room_id, optional(body, "reason", str))
         return 200, {"room_id": room_id}
 
     async def join_room(request: Request, room_id: str) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
         await membership.join(who.user_id, _room_id(room_id), optional(body, "reason", str))
         return 200, {"room_id": room_id}
 
     async def leave(request: Request, room_id: str) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
         await membership.leave(who.user_id, _room_id(room_id), optional(body, "reason", str))
         return 200, {}
@@ -75,7 +100,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     def target_action(action: str) -> Any:
         async def handle(request: Request, room_id: str) -> tuple[int, Any]:
-            who = await requester(auth, request)
+            who = await limited_requester(auth, request, limiter)
             body = parse_json_body(request)
             target = require(body, "user_id", str)
             if not identifiers.is_valid_user_id(target):
@@ -97,7 +122,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     async def send(request: Request, room_id: str, event_type: str, txn_id: str
                    ) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limiter)
         content = parse_json_body(request)
         event_id = await room_events.send_message(who.user_id, who.device_id, _room_id(room_id),
                                                   event_type, txn_id, content)
@@ -105,7 +130,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     async def put_state(request: Request, room_id: str, event_type: str, state_key: str = ""
                         ) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limiter)
         content = parse_json_body(request, allow_empty=False)
         event_id = await room_events.send_state(who.user_id, _room_id(room_id), event_type,
                                                 state_key, content)
@@ -126,10 +151,11 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     async def redact(request: Request, room_id: str, event_id: str, txn_id: str
                      ) -> tuple[int, Any]:
-        who = await requester(auth, request)
+        who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
         redaction_id = await room_events.redact(who.user_id, who.device_id, _room_id(room_id),
-                                                event_id, txn_id, optional(body, "reason", str))
+                                                _event_id(event_id), txn_id,
+                                                optional(body, "reason", str))
         return 200, {"event_id": redaction_id}
 
     async def messages(request: Request, room_id: str) -> tuple[int, Any]:
@@ -154,9 +180,10 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     async def members(request: Request, room_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
+        _check_token_arg(request, "at")
         chunk = await reads.members(who.user_id, _room_id(room_id),
-                                    query_arg(request, "membership"),
-                                    query_arg(request, "not_membership"))
+                                    _membership_arg(request, "membership"),
+                                    _membership_arg(request, "not_membership"))
         return 200, {"chunk": chunk}
 
     async def joined_members(request: Request, room_id: str) -> tuple[int, Any]:
@@ -167,6 +194,10 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
                         event_type: str = "") -> tuple[int, Any]:
         who = await requester(auth, request)
         limit = query_int(request, "limit", 50, minimum=1, maximum=1000) or 50
+        if query_arg(request, "dir", "b") not in ("b", "f"):
+            raise MatrixError(400, Codes.INVALID_PARAM, "dir must be b or f")
+        _check_token_arg(request, "from")
+        _check_token_arg(request, "to")
         return 200, await reads.relations(who.user_id, _room_id(room_id), event_id,
                                           rel_type or None, event_type or None, limit)
 

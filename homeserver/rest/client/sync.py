@@ -20,6 +20,14 @@ from .common import requester
 MAX_TIMEOUT_MS = 5 * 60 * 1000
 
 
+def _filter_id(text: str) -> int | None:
+    """A stored filter's ID, or None: ASCII digits only (str.isdigit takes '²',
+    which int() refuses) and few enough to fit a 64-bit column."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    return int(text)
+
+
 async def resolve_filter(filters: AccountDataStore, user_id: str, text: str | None
                          ) -> SyncFilter:
     """A filter ID or inline JSON (which starts with '{')."""
@@ -30,9 +38,10 @@ async def resolve_filter(filters: AccountDataStore, user_id: str, text: str | No
             return SyncFilter.parse(canonical_json.parse(text))
         except MatrixError as exc:
             raise MatrixError(400, Codes.BAD_JSON, f"Invalid filter: {exc.message}") from exc
-    if not text.isdigit():
+    filter_id = _filter_id(text)
+    if filter_id is None:
         raise MatrixError(400, Codes.INVALID_PARAM, "Invalid filter ID")
-    stored = await filters.get_filter(user_id, int(text))
+    stored = await filters.get_filter(user_id, filter_id)
     if stored is None:
         raise MatrixError(400, Codes.INVALID_PARAM, "Unknown filter ID")
     return SyncFilter.parse(stored)
@@ -73,7 +82,8 @@ def register(router: JsonRouter, auth: Authenticator, sync: SyncHandler,
         who = await requester(auth, request)
         if who.user_id != user_id:
             raise MatrixError(403, Codes.FORBIDDEN, "Cannot read other users' filters")
-        stored = await filters.get_filter(user_id, int(filter_id)) if filter_id.isdigit() else None
+        number = _filter_id(filter_id)
+        stored = await filters.get_filter(user_id, number) if number is not None else None
         if stored is None:
             raise MatrixError(404, Codes.NOT_FOUND, "No such filter")
         return 200, stored

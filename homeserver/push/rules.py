@@ -1,0 +1,179 @@
+"""Push rules and the server-default rule set.
+
+The definitions are the spec's "Predefined Rules" (push module, v1.19),
+copied as data. Three legacy mention rules removed from the spec in v1.17
+(`.m.rule.contains_display_name`, `.m.rule.roomnotif`,
+`.m.rule.contains_user_name`) are kept, as Synapse keeps them, because
+clients still send messages without `m.mentions`; the evaluator skips them
+for events that carry `m.mentions` (their v1.7-v1.16 definition says "should
+only be enabled if the event does not have an m.mentions property").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# The kinds, in the order they are checked (spec: "Push Rules").
+KINDS = ("override", "content", "room", "sender", "underride")
+
+MASTER = ".m.rule.master"
+LEGACY_MENTION_RULES = frozenset({
+    ".m.rule.contains_display_name", ".m.rule.roomnotif", ".m.rule.contains_user_name",
+})
+
+_USER_ID = "[the user's Matrix ID]"
+_LOCALPART = "[the local part of the user's Matrix ID]"
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PushRule:
+    kind: str
+    rule_id: str
+    actions: list[Any]
+    conditions: list[Json] = field(default_factory=list)
+    pattern: str | None = None
+    default: bool = False
+    enabled: bool = True
+
+    def effective_conditions(self) -> list[Json]:
+        """What must hold for the rule to match: content, room and sender rules
+        have predefined conditions derived from `pattern` or `rule_id`."""
+        if self.kind == "content":
+            if self.pattern is None:
+                return [{"kind": "org.guildhall.never"}]
+            return [{"kind": "event_match", "key": "content.body", "pattern": self.pattern}]
+        if self.kind == "room":
+            return [{"kind": "event_property_is", "key": "room_id", "value": self.rule_id}]
+        if self.kind == "sender":
+            return [{"kind": "event_property_is", "key": "sender", "value": self.rule_id}]
+        return self.conditions
+
+    def to_json(self) -> Json:
+        """The spec's PushRule object."""
+        out: Json = {"rule_id": self.rule_id, "default": self.default,
+                     "enabled": self.enabled, "actions": list(self.actions)}
+        if self.kind in ("override", "underride"):
+            out["conditions"] = [dict(c) for c in self.conditions]
+        elif self.kind == "content" and self.pattern is not None:
+            out["pattern"] = self.pattern
+        return out
+
+    def with_changes(self, **changes: Any) -> PushRule:
+        return replace(self, **changes)
+
+
+def _match(key: str, pattern: str) -> Json:
+    return {"kind": "event_match", "key": key, "pattern": pattern}
+
+
+_SOUND = {"set_tweak": "sound", "value": "default"}
+_HIGHLIGHT = {"set_tweak": "highlight"}
+
+# Spec order within each kind; `.m.rule.master` is first of all (see below).
+_DEFAULT_OVERRIDE: list[Json] = [
+    {"rule_id": MASTER, "enabled": False, "conditions": [], "actions": []},
+    {"rule_id": ".m.rule.suppress_notices",
+     "conditions": [_match("content.msgtype", "m.notice")], "actions": []},
+    {"rule_id": ".m.rule.invite_for_me",
+     "conditions": [_match("type", "m.room.member"), _match("content.membership", "invite"),
+                    _match("state_key", _USER_ID)],
+     "actions": ["notify", _SOUND]},
+    {"rule_id": ".m.rule.member_event",
+     "conditions": [_match("type", "m.room.member")], "actions": []},
+    {"rule_id": ".m.rule.is_user_mention",
+     "conditions": [{"kind": "event_property_contains", "key": "content.m\\.mentions.user_ids",
+                     "value": _USER_ID}],
+     "actions": ["notify", _SOUND, _HIGHLIGHT]},
+    # Legacy (spec v1.7-v1.16).
+    {"rule_id": ".m.rule.contains_display_name",
+     "conditions": [{"kind": "contains_display_name"}],
+     "actions": ["notify", _SOUND, _HIGHLIGHT]},
+    {"rule_id": ".m.rule.is_room_mention",
+     "conditions": [{"kind": "event_property_is", "key": "content.m\\.mentions.room",
+                     "value": True},
+                    {"kind": "sender_notification_permission", "key": "room"}],
+     "actions": ["notify", _HIGHLIGHT]},
+    # Legacy (spec v1.7-v1.16).
+    {"rule_id": ".m.rule.roomnotif",
+     "conditions": [_match("content.body", "@room"),
+                    {"kind": "sender_notification_permission", "key": "room"}],
+     "actions": ["notify", _HIGHLIGHT]},
+    {"rule_id": ".m.rule.tombstone",
+     "conditions": [_match("type", "m.room.tombstone"), _match("state_key", "")],
+     "actions": ["notify", _HIGHLIGHT]},
+    {"rule_id": ".m.rule.reaction", "conditions": [_match("type", "m.reaction")],
+     "actions": []},
+    {"rule_id": ".m.rule.room.server_acl",
+     "conditions": [_match("type", "m.room.server_acl"), _match("state_key", "")],
+     "actions": []},
+    {"rule_id": ".m.rule.suppress_edits",
+     "conditions": [{"kind": "event_property_is", "key": "content.m\\.relates_to.rel_type",
+                     "value": "m.replace"}],
+     "actions": []},
+]
+
+_DEFAULT_CONTENT: list[Json] = [
+    # Legacy (spec v1.7-v1.16).
+    {"rule_id": ".m.rule.contains_user_name", "pattern": _LOCALPART,
+     "actions": ["notify", _SOUND, _HIGHLIGHT]},
+]
+
+_DEFAULT_UNDERRIDE: list[Json] = [
+    {"rule_id": ".m.rule.call", "conditions": [_match("type", "m.call.invite")],
+     "actions": ["notify", {"set_tweak": "sound", "value": "ring"}]},
+    {"rule_id": ".m.rule.encrypted_room_one_to_one",
+     "conditions": [{"kind": "room_member_count", "is": "2"},
+                    _match("type", "m.room.encrypted")],
+     "actions": ["notify", _SOUND]},
+    {"rule_id": ".m.rule.room_one_to_one",
+     "conditions": [{"kind": "room_member_count", "is": "2"},
+                    _match("type", "m.room.message")],
+     "actions": ["notify", _SOUND]},
+    {"rule_id": ".m.rule.message", "conditions": [_match("type", "m.room.message")],
+     "actions": ["notify"]},
+    {"rule_id": ".m.rule.encrypted", "conditions": [_match("type", "m.room.encrypted")],
+     "actions": ["notify"]},
+]
+
+_DEFAULTS: dict[str, list[Json]] = {
+    "override": _DEFAULT_OVERRIDE, "content": _DEFAULT_CONTENT, "room": [], "sender": [],
+    "underride": _DEFAULT_UNDERRIDE,
+}
+
+
+def _fill(value: Any, user_id: str) -> Any:
+    """Substitute the spec's placeholders for this user."""
+    if value == _USER_ID:
+        return user_id
+    if value == _LOCALPART:
+        return localpart(user_id)
+    if isinstance(value, dict):
+        return {k: _fill(v, user_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, user_id) for v in value]
+    return value
+
+
+def localpart(user_id: str) -> str:
+    return user_id[1:].split(":", 1)[0]
+
+
+def default_rules(user_id: str, kind: str) -> list[PushRule]:
+    """The server-default rules of one kind, for one user, in priority order."""
+    rules = []
+    for spec in _DEFAULTS[kind]:
+        filled = _fill(spec, user_id)
+        rules.append(PushRule(
+            kind=kind, rule_id=filled["rule_id"], actions=filled["actions"],
+            conditions=filled.get("conditions", []), pattern=filled.get("pattern"),
+            default=True, enabled=filled.get("enabled", True),
+        ))
+    return rules
+
+
+def is_default_rule_id(rule_id: str) -> bool:
+    """Server-default rule IDs start with a dot (spec: "Predefined Rules")."""
+    return rule_id.startswith(".")

@@ -1,0 +1,121 @@
+"""Room aliases, the published room directory and the user directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.server import Request
+
+from federation.protocol import identifiers
+from federation.protocol.errors import Codes, MatrixError
+
+from ...handlers.auth import Authenticator
+from ...handlers.room_aliases import RoomAliasHandler
+from ...handlers.room_directory import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    PageToken,
+    PublicRoomsQuery,
+    RoomDirectoryHandler,
+)
+from ...handlers.user_directory import UserDirectoryHandler
+from ..http import JsonRouter, optional, parse_json_body, query_arg, query_int, require
+from .common import requester
+
+
+def _room_id(room_id: str) -> str:
+    if not identifiers.is_valid_room_id(room_id):
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room ID")
+    return room_id
+
+
+def _check_server(server: str | None, server_name: str) -> None:
+    if server is not None and server != server_name:
+        # Another server's directory comes over federation, which is not here yet.
+        raise MatrixError(404, Codes.NOT_FOUND, f"Cannot reach the room directory of {server}")
+
+
+def _since(text: str | None) -> PageToken | None:
+    return PageToken.parse(text) if text else None
+
+
+def _room_types(filter_body: dict[str, Any]) -> list[str | None] | None:
+    types = filter_body.get("room_types")
+    if types is None:
+        return None
+    if not isinstance(types, list) or not all(t is None or isinstance(t, str) for t in types):
+        raise MatrixError(400, Codes.INVALID_PARAM, "room_types must be a list")
+    return types
+
+
+def _post_query(body: dict[str, Any]) -> PublicRoomsQuery:
+    limit = optional(body, "limit", int, DEFAULT_LIMIT)
+    filter_body = optional(body, "filter", dict, {})
+    # Documented but unused (no third-party networks): still typed.
+    optional(body, "include_all_networks", bool)
+    optional(body, "third_party_instance_id", str)
+    return PublicRoomsQuery(
+        limit=max(1, min(limit, MAX_LIMIT)),
+        since=_since(optional(body, "since", str)),
+        search=optional(filter_body, "generic_search_term", str),
+        room_types=_room_types(filter_body))
+
+
+def register(router: JsonRouter, auth: Authenticator, aliases: RoomAliasHandler,
+             room_directory: RoomDirectoryHandler, user_directory: UserDirectoryHandler,
+             server_name: str) -> None:
+    async def get_alias(request: Request, alias: str) -> tuple[int, Any]:
+        return 200, await aliases.resolve(alias)  # no auth (spec)
+
+    async def put_alias(request: Request, alias: str) -> tuple[int, Any]:
+        who = await requester(auth, request)
+        body = parse_json_body(request, allow_empty=False)
+        await aliases.create(who.user_id, alias, require(body, "room_id", str))
+        return 200, {}
+
+    async def delete_alias(request: Request, alias: str) -> tuple[int, Any]:
+        who = await requester(auth, request)
+        await aliases.delete(who.user_id, alias)
+        return 200, {}
+
+    async def room_aliases(request: Request, room_id: str) -> tuple[int, Any]:
+        who = await requester(auth, request)
+        return 200, {"aliases": await aliases.local_aliases(who.user_id, _room_id(room_id))}
+
+    async def get_listing(request: Request, room_id: str) -> tuple[int, Any]:
+        return 200, {"visibility": await room_directory.visibility(_room_id(room_id))}
+
+    async def put_listing(request: Request, room_id: str) -> tuple[int, Any]:
+        who = await requester(auth, request)
+        body = parse_json_body(request)
+        visibility = optional(body, "visibility", str, "public")
+        await room_directory.set_visibility(who.user_id, _room_id(room_id), visibility)
+        return 200, {}
+
+    async def get_public_rooms(request: Request) -> tuple[int, Any]:
+        _check_server(query_arg(request, "server"), server_name)
+        limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+        query = PublicRoomsQuery(limit=limit or DEFAULT_LIMIT,
+                                 since=_since(query_arg(request, "since")))
+        return 200, await room_directory.public_rooms(query)
+
+    async def post_public_rooms(request: Request) -> tuple[int, Any]:
+        await requester(auth, request)
+        _check_server(query_arg(request, "server"), server_name)
+        query = _post_query(parse_json_body(request))
+        return 200, await room_directory.public_rooms(query)
+
+    async def search_users(request: Request) -> tuple[int, Any]:
+        who = await requester(auth, request)
+        return 200, await user_directory.search(who.user_id, parse_json_body(request))
+
+    for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
+        router.add("GET", f"{prefix}/directory/room/{{alias}}", get_alias)
+        router.add("PUT", f"{prefix}/directory/room/{{alias}}", put_alias)
+        router.add("DELETE", f"{prefix}/directory/room/{{alias}}", delete_alias)
+        router.add("GET", f"{prefix}/rooms/{{room_id}}/aliases", room_aliases)
+        router.add("GET", f"{prefix}/directory/list/room/{{room_id}}", get_listing)
+        router.add("PUT", f"{prefix}/directory/list/room/{{room_id}}", put_listing)
+        router.add("GET", f"{prefix}/publicRooms", get_public_rooms)
+        router.add("POST", f"{prefix}/publicRooms", post_public_rooms)
+        router.add("POST", f"{prefix}/user_directory/search", search_users)

@@ -1,0 +1,1 @@
+"""The real-time stream: /sync pushed over a WebSocket (autobahn), with requests."""
