@@ -188,7 +188,7 @@ def build(config: Config, reactor: Any) -> HomeServer:
     voip_rest.register(router, auth, VoipHandler(
         clock, config.turn_uris, config.turn_shared_secret, config.turn_user_lifetime_s))
     dispatcher = RequestDispatcher()
-    add_room_methods(dispatcher, room_events)
+    add_room_methods(dispatcher, room_events, limits.messages)
     streams = StreamFactory(auth, sync, dispatcher,
                             lambda user, text: sync_rest.resolve_filter(account_data, user, text))
     accounts.on_logout.append(streams.revoke)

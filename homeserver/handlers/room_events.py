@@ -22,14 +22,18 @@ _MAX_TYPE_BYTES = 255
 _MAX_TXN_ID_BYTES = 1024
 
 
+def _check_key(value: str, limit: int, what: str, empty_ok: bool = False) -> None:
+    """Types, state keys and txn IDs are stored as text: bounded, no NUL."""
+    if (not value and not empty_ok) or "\x00" in value or len(value.encode("utf-8")) > limit:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid {what}")
+
+
 def _check_type(event_type: str) -> None:
-    if not event_type or len(event_type.encode("utf-8")) > _MAX_TYPE_BYTES:
-        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid event type")
+    _check_key(event_type, _MAX_TYPE_BYTES, "event type")
 
 
 def _check_txn_id(txn_id: str) -> None:
-    if not txn_id or len(txn_id.encode("utf-8")) > _MAX_TXN_ID_BYTES:
-        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid transaction ID")
+    _check_key(txn_id, _MAX_TXN_ID_BYTES, "transaction ID")
 
 
 def check_event_content(event_type: str, content: dict[str, Any]) -> None:
@@ -69,8 +73,7 @@ class RoomEventHandler:
     async def send_state(self, user_id: str, room_id: str, event_type: str, state_key: str,
                          content: dict[str, Any]) -> str:
         _check_type(event_type)
-        if len(state_key.encode("utf-8")) > 255:
-            raise MatrixError(400, Codes.INVALID_PARAM, "state_key too long")
+        _check_key(state_key, 255, "state key", empty_ok=True)
         check_event_content(event_type, content)
         if event_type == "m.room.canonical_alias":
             await self._check_canonical_alias(room_id, content)

@@ -209,10 +209,6 @@ def parse_json_body(request: server.Request, *, allow_empty: bool = True) -> Jso
     if not isinstance(value, dict):
         raise MatrixError(400, Codes.BAD_JSON, "Content must be a JSON object")
     check_client_json(value)
-    try:
-        canonical_json.check_canonical(value)
-    except MatrixError as exc:
-        raise MatrixError(400, Codes.BAD_JSON, exc.message) from exc
     return value
 
 
@@ -222,8 +218,18 @@ MAX_JSON_DEPTH = 100
 
 
 def check_client_json(value: Any) -> None:
-    """M_BAD_JSON for nesting deeper than MAX_JSON_DEPTH or a NUL in any
-    string (PostgreSQL text cannot hold NUL, so it could never be stored)."""
+    """M_BAD_JSON unless `value`, parsed from a client's request (HTTP body or
+    stream frame), can be stored and sent on: canonical JSON values, nesting
+    no deeper than MAX_JSON_DEPTH, no NUL in any string (PostgreSQL text
+    cannot hold NUL)."""
+    _check_depth_and_nul(value)
+    try:
+        canonical_json.check_canonical(value)
+    except MatrixError as exc:
+        raise MatrixError(400, Codes.BAD_JSON, exc.message) from exc
+
+
+def _check_depth_and_nul(value: Any) -> None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()

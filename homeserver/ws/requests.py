@@ -14,6 +14,7 @@ from federation.protocol import canonical_json
 from federation.protocol.errors import Codes, MatrixError
 
 from ..handlers.auth import Requester
+from ..rest.http import check_client_json
 
 logger = logging.getLogger(__name__)
 
@@ -78,5 +79,5 @@ class RequestDispatcher:
         request = canonical_json.parse(text)
         if not isinstance(request, dict):
             raise MatrixError(400, Codes.BAD_JSON, "Request must be a JSON object")
-        canonical_json.check_canonical(request)
+        check_client_json(request)  # the REST bodies' rules (depth, NUL, canonical)
         return request

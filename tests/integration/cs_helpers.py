@@ -14,6 +14,7 @@ from tests.harness import HomeserverProcess, http_json
 
 CS = "/_matrix/client/v3"
 PASSWORD = "correct horse"
+ALGORITHMS = ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
 
 
 async def register(server: HomeserverProcess, name: str, **kwargs: Any) -> nio.AsyncClient:
@@ -67,3 +68,12 @@ async def sync(server: HomeserverProcess, token: str, since: str | None = None,
     if since:
         query["since"] = since
     return await ok(server, "GET", "/sync", token=token, query=query)  # type: ignore
+
+
+def device_keys(client: nio.AsyncClient, curve: str = "curve") -> dict[str, Any]:
+    """Shaped as the spec's `DeviceKeys` example (the server checks no signature)."""
+    device = client.device_id
+    return {"user_id": client.user_id, "device_id": device, "algorithms": ALGORITHMS,
+            "keys": {f"curve25519:{device}": f"{curve}{device}",
+                     f"ed25519:{device}": f"ed{device}"},
+            "signatures": {client.user_id: {f"ed25519:{device}": "sig"}}}

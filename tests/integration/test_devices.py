@@ -8,8 +8,16 @@ import asyncio
 import nio
 
 from tests.harness import HomeserverProcess
-from tests.integration.cs_helpers import PASSWORD, error, login, ok, q, raw, register
-from tests.integration.test_keys import device_keys
+from tests.integration.cs_helpers import (
+    PASSWORD,
+    device_keys,
+    error,
+    login,
+    ok,
+    q,
+    raw,
+    register,
+)
 
 
 def test_list_and_rename_devices(server: HomeserverProcess, unique: str) -> None:

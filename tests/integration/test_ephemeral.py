@@ -183,6 +183,39 @@ def test_receipts_only_for_events_you_can_see(server: HomeserverProcess, unique:
     asyncio.run(with_pair(server, unique, scenario))
 
 
+def test_threaded_receipts_must_match_the_thread(server: HomeserverProcess,
+                                                unique: str) -> None:
+    async def scenario(pair: Pair) -> None:
+        alice, bob, room = pair.alice, pair.bob, pair.room_id
+        root = await send_text(alice, room, "root")
+        reply = await alice.room_send(room, "m.room.message", {
+            "msgtype": "m.text", "body": "in the thread",
+            "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+        assert isinstance(reply, nio.RoomSendResponse), reply
+        plain = await send_text(alice, room, "main timeline")
+        await settle(alice, bob)
+
+        async def receipt(event_id: str, thread_id: str) -> tuple[int, object]:
+            return await raw(bob, "POST", f"/rooms/{q(room)}/receipt/m.read/{q(event_id)}",
+                             {"thread_id": thread_id})
+
+        for event_id, thread_id in ((reply.event_id, root), (root, root), (root, "main"),
+                                    (plain, "main")):
+            assert (await receipt(event_id, thread_id))[0] == 200, (event_id, thread_id)
+        for event_id, thread_id in ((reply.event_id, "main"), (plain, root)):
+            status, answer = await receipt(event_id, thread_id)
+            assert status == 400 and isinstance(answer, dict), answer
+            assert answer["errcode"] == "M_INVALID_PARAM", answer
+        response = await alice.sync(timeout=0)
+        assert isinstance(response, nio.SyncResponse), response
+        # One receipt per thread: the latest of each.
+        mine = {r for r in receipts(response, room) if r[2] == bob.user_id}
+        assert mine == {(root, "m.read", bob.user_id, root),
+                        (plain, "m.read", bob.user_id, "main")}, mine
+
+    asyncio.run(with_pair(server, unique, scenario))
+
+
 def test_read_markers_are_room_account_data(server: HomeserverProcess, unique: str) -> None:
     async def scenario(pair: Pair) -> None:
         alice, bob, room = pair.alice, pair.bob, pair.room_id

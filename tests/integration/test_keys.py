@@ -11,18 +11,7 @@ from typing import Any
 import nio
 
 from tests.harness import HomeserverProcess
-from tests.integration.cs_helpers import error, ok, q, register, sync
-
-ALGORITHMS = ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
-
-
-def device_keys(client: nio.AsyncClient, curve: str = "curve") -> dict[str, Any]:
-    """Shaped as the spec's `DeviceKeys` example (the server checks no signature)."""
-    device = client.device_id
-    return {"user_id": client.user_id, "device_id": device, "algorithms": ALGORITHMS,
-            "keys": {f"curve25519:{device}": f"{curve}{device}",
-                     f"ed25519:{device}": f"ed{device}"},
-            "signatures": {client.user_id: {f"ed25519:{device}": "sig"}}}
+from tests.integration.cs_helpers import device_keys, error, ok, q, register, sync
 
 
 def signed_key(key: str, device: str, user_id: str, fallback: bool = False) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import asyncio
 import nio
 
 from tests.harness import HomeserverProcess
-from tests.integration.pair import PROMPT_S, Pair, long_poll, with_pair
+from tests.integration.pair import PROMPT_S, Pair, long_poll, settle, with_pair
 from tests.integration.sessions import ok, q, raw, refused, register, sync
 
 
@@ -114,6 +114,40 @@ def test_who_may_read_and_set_presence(server: HomeserverProcess, unique: str) -
             response = await bob.sync(timeout=0)
             assert isinstance(response, nio.SyncResponse), response
             assert not presence_of(response, carol.user_id)
+        finally:
+            await carol.close()
+
+    asyncio.run(with_pair(server, unique, scenario))
+
+
+def test_new_room_mates_see_each_other(server: HomeserverProcess, unique: str) -> None:
+    async def scenario(pair: Pair) -> None:
+        alice, bob = pair.alice, pair.bob
+        carol = await register(server, f"{unique}c")
+        try:
+            await carol.sync(timeout=0)  # online, sharing no room with anyone
+            await carol.set_presence("online", "new here")
+            await settle(alice, bob, carol)
+            # Bob joins Carol's room: his next sync has Carol's presence...
+            room = await carol.room_create(name="carol's", invite=[bob.user_id])
+            assert isinstance(room, nio.RoomCreateResponse), room
+            joined = await bob.join(room.room_id)
+            assert isinstance(joined, nio.JoinResponse), joined
+            response = await bob.sync(timeout=0)
+            assert isinstance(response, nio.SyncResponse), response
+            assert [(e.presence, e.status_msg) for e in presence_of(response, carol.user_id)] \
+                == [("online", "new here")]
+            # ... and Carol joining Alice's room shows her to Alice.
+            invited = await alice.room_invite(pair.room_id, carol.user_id)
+            assert isinstance(invited, nio.RoomInviteResponse), invited
+            response, took = await long_poll(alice, lambda: carol.join(pair.room_id))
+            assert took < PROMPT_S, took
+            seen = presence_of(response, carol.user_id)
+            if not seen:  # the join and the presence it republishes are two writes
+                more = await alice.sync(timeout=5000)
+                assert isinstance(more, nio.SyncResponse), more
+                seen = presence_of(more, carol.user_id)
+            assert [(e.presence, e.status_msg) for e in seen] == [("online", "new here")]
         finally:
             await carol.close()
 

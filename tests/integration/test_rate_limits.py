@@ -120,6 +120,7 @@ def test_writes_are_limited_per_user_and_reads_are_not(limited: HomeserverProces
     _assert_limited(state)
     _assert_limited(_call(limited, "PUT", "/profile/@alice:localhost/displayname",
                           {"displayname": "A"}, token=alice))
+    assert _stream_send_error(limited, alice, room.json()["room_id"]) == "M_LIMIT_EXCEEDED"
     # Reads are not limited, and other users have their own bucket.
     for _ in range(5):
         assert _call(limited, "GET", f"{room_path}/messages", token=alice).status == 200
@@ -127,6 +128,30 @@ def test_writes_are_limited_per_user_and_reads_are_not(limited: HomeserverProces
     assert _call(limited, "POST", "/createRoom", {}, token=bob).status == 200
     time.sleep(wait + 0.2)
     assert send(alice).status == 200
+
+
+def _stream_send_error(server: HomeserverProcess, token: str, room_id: str) -> str | None:
+    """A send over the WebSocket stream, which shares the REST writes' bucket."""
+    import asyncio
+
+    import aiohttp
+
+    async def send() -> str | None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            ws = await http.ws_connect(server.base_url + "/_guildhall/client/v1/stream",
+                                       headers={"Authorization": f"Bearer {token}"})
+            await ws.receive_json(timeout=10)
+            await ws.send_json({"id": "1", "method": "send", "params": {
+                "room_id": room_id, "event_type": "m.room.message", "txn_id": "ws1",
+                "content": {"msgtype": "m.text", "body": "hi"}}})
+            while (reply := await ws.receive_json(timeout=10)).get("id") != "1":
+                pass
+            await ws.close()
+            error = reply.get("error") or {}
+            assert error.get("errcode") != "M_LIMIT_EXCEEDED" or error["retry_after_ms"] > 0
+            return error.get("errcode")
+
+    return asyncio.run(send())
 
 
 def test_disabled_limits_never_answer_429() -> None:
