@@ -68,6 +68,7 @@ from .storage.stream import StreamIdGenerator
 from .storage.to_device import ToDeviceStore
 from .storage.users import UserStore
 from .sync.handler import SyncHandler
+from .sync.change_cache import RecentRoomEvents
 from .sync.notifier import Notifier
 from .ws.methods import add_room_methods
 from .ws.requests import RequestDispatcher
@@ -132,9 +133,12 @@ def build(config: Config, reactor: Any) -> HomeServer:
     def announce(persisted: PersistedEvent) -> None:
         event = persisted.event
         targets = [event.state_key] if event.type == "m.room.member" and event.state_key else []
-        notifier.notify(persisted.stream_ordering, rooms=[event.room_id], users=targets)
+        if targets:  # membership moved: device lists and member counts may change
+            notifier.changes.mark("members", persisted.stream_ordering,
+                                  frozenset([event.room_id]), frozenset(targets))
+        notifier.notify(persisted.stream_ordering, rooms=[event.room_id], users=targets,
+                        kind="events")
 
-    writer.add_listener(announce)
     presence = PresenceHandler(PresenceStore(db), rooms, stream, notifier, clock)
     writer.add_listener(presence.event_persisted)
     presence.start()
@@ -156,11 +160,18 @@ def build(config: Config, reactor: Any) -> HomeServer:
     e2e_keys = E2eKeysHandler(EndToEndKeyStore(db), DeviceListStore(db), rooms, stream,
                               notifier, server_name)
     accounts.on_logout.append(e2e_keys.device_removed)
+    unread = UnreadNotifications(PushActionStore(db))
+    receipts_handler.on_receipt.append(unread.forget)
     sync = SyncHandler(events=events, rooms=rooms, state=state, account_data=account_data,
                        keys=e2e_keys,
                        receipts=receipts, to_device=to_device, typing=typing,
                        notifier=notifier, clock=clock, visibility=visibility, presence=presence,
-                       unread=UnreadNotifications(PushActionStore(db)))
+                       unread=unread, recent=RecentRoomEvents(stream.current))
+    # Caches learn of each event before anyone is woken for it: woken syncs run
+    # inside `announce`, so it is the last listener.
+    for listener in (state.event_persisted, sync.event_persisted, unread.event_persisted,
+                     announce):
+        writer.add_listener(listener)
 
     limits = RateLimiters.build(clock.time, enabled=config.rate_limits_enabled,
                                 messages=config.message_rate, login=config.login_rate,
@@ -190,7 +201,8 @@ def build(config: Config, reactor: Any) -> HomeServer:
     dispatcher = RequestDispatcher()
     add_room_methods(dispatcher, room_events, limits.messages)
     streams = StreamFactory(auth, sync, dispatcher,
-                            lambda user, text: sync_rest.resolve_filter(account_data, user, text))
+                            lambda user, text: sync_rest.resolve_filter(account_data, user, text),
+                            presence=presence)
     accounts.on_logout.append(streams.revoke)
     root = Root(router, {STREAM_PATH: stream_resource(streams)})
     site = make_site(root, config.max_request_body_bytes)

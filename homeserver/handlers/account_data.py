@@ -62,4 +62,4 @@ class AccountDataHandler:
         """Write without the client checks (read markers use this)."""
         with self._stream.reserve() as (position,):
             await self._store.put(user_id, room_id, data_type, content, position)
-        self._notifier.notify(position, users=[user_id])
+        self._notifier.notify(position, users=[user_id], kind="account_data")

@@ -14,6 +14,7 @@ from typing import Any
 from federation.protocol import identifiers
 from federation.protocol.errors import Codes, MatrixError
 
+from ..cache import InvalidatingCache
 from ..storage.device_lists import DeviceListStore
 from ..storage.e2e_keys import EndToEndKeyStore, OneTimeKeyExists
 from ..storage.rooms import RoomStore
@@ -99,6 +100,10 @@ class E2eKeysHandler:
         self._stream = stream
         self._notifier = notifier
         self._server_name = server_name
+        # (user, device) -> (one-time key counts, unused fallback key types): /sync
+        # asks on every response, the answer changes only on upload, claim, removal.
+        self._key_state: InvalidatingCache[tuple[dict[str, int], list[str]]] = \
+            InvalidatingCache()
 
     def _is_mine(self, user_id: str) -> bool:
         return identifiers.server_of(user_id) == self._server_name
@@ -118,6 +123,7 @@ class E2eKeysHandler:
             raise MatrixError(400, Codes.UNKNOWN,
                               f"One time key {exc.key_id} already exists") from exc
         await self._keys.set_fallback_keys(who.user_id, who.device_id, fallback)
+        self._key_state.invalidate((who.user_id, who.device_id))
         if device_keys is not None and \
                 await self._keys.set_device_keys(who.user_id, who.device_id, device_keys):
             logger.info("new device keys for %s %s", who.user_id, who.device_id)
@@ -159,6 +165,7 @@ class E2eKeysHandler:
                 continue
             for device_id, algorithm in devices.items():
                 claimed = await self._keys.claim(user_id, device_id, algorithm)
+                self._key_state.invalidate((user_id, device_id))
                 if claimed is not None:
                     key_id, key = claimed
                     result.setdefault(user_id, {})[device_id] = {key_id: key}
@@ -174,11 +181,15 @@ class E2eKeysHandler:
         finally:
             self._stream.finish(position)
         watchers = await self._rooms.shared_room_users(user_id)
-        self._notifier.notify(position, users=watchers | {user_id})
+        self._notifier.notify(position, users=watchers | {user_id}, kind="device_lists")
 
     async def device_removed(self, user_id: str, device_id: str | None) -> None:
         """A device (every device when None) was deleted: its keys go with it."""
-        if await self._keys.delete_device_keys(user_id, device_id):
+        removed = await self._keys.delete_device_keys(user_id, device_id)
+        self._key_state.invalidate_where(
+            lambda key: isinstance(key, tuple) and key[0] == user_id
+            and (device_id is None or key[1] == device_id))
+        if removed:
             await self.device_list_changed(user_id)
 
     async def changes(self, user_id: str, since: int, upto: int) -> dict[str, Any]:
@@ -187,13 +198,20 @@ class E2eKeysHandler:
 
     # sync.handler.DeviceKeysSource -----------------------------------------------------
 
+    async def _device_key_state(self, user_id: str, device_id: str
+                                ) -> tuple[dict[str, int], list[str]]:
+        async def load() -> tuple[dict[str, int], list[str]]:
+            counts = await self._keys.one_time_key_counts(user_id, device_id)
+            counts.setdefault(ALWAYS_COUNTED, 0)
+            return counts, await self._keys.unused_fallback_algorithms(user_id, device_id)
+
+        return await self._key_state.get_or_load((user_id, device_id), load)
+
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
-        counts = await self._keys.one_time_key_counts(user_id, device_id)
-        counts.setdefault(ALWAYS_COUNTED, 0)
-        return counts
+        return dict((await self._device_key_state(user_id, device_id))[0])
 
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
-        return await self._keys.unused_fallback_algorithms(user_id, device_id)
+        return list((await self._device_key_state(user_id, device_id))[1])
 
     async def device_list_changes(self, user_id: str, since: int, upto: int
                                   ) -> tuple[list[str], list[str]]:

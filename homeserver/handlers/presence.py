@@ -319,7 +319,8 @@ class PresenceHandler:
             await self._store.put(state, position)
             self._latest = max(self._latest, position)
         rooms = await self._rooms.rooms_for_user(state.user_id, ("join",))
-        self._notifier.notify(position, rooms=rooms.keys(), users=[state.user_id])
+        self._notifier.notify(position, rooms=rooms.keys(), users=[state.user_id],
+                              kind="presence")
         logger.debug("presence of %s: %s", state.user_id, state.state)
 
     async def _expire_stored(self) -> None:

@@ -9,6 +9,7 @@ the notifications commit in the event's own transaction.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any, Mapping
 
 from federation.protocol import identifiers
@@ -17,6 +18,7 @@ from federation.protocol.power_levels import notification_level, user_power_leve
 
 from ..push.evaluator import PushContext, evaluate
 from ..rooms.threads import thread_of
+from ..rooms.writer import PersistedEvent
 from ..storage.events import EventStore, PushActionRow
 from ..storage.push_actions import PushActionStore
 from .push_rules import PushRulesHandler
@@ -101,12 +103,53 @@ def _event_fields(event: Event) -> dict[str, Any]:
 
 
 class UnreadNotifications:
-    """The /sync handler's `UnreadCounter`."""
+    """The /sync handler's `UnreadCounter`, with counts kept in memory.
 
-    def __init__(self, counts: PushActionStore) -> None:
+    A cached count is exact: new push actions increment it as their event is
+    persisted, and receipts or membership changes drop it. A database read that
+    raced with a change is not cached (the per-key generation moved on).
+    """
+
+    def __init__(self, counts: PushActionStore, cache_size: int = 50_000) -> None:
         self._counts = counts
+        self._cache: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+        self._generation: dict[tuple[str, str], int] = {}
+        self._cache_size = cache_size
 
     async def unread_counts(self, user_id: str, room_id: str) -> dict[str, int]:
-        counts = await self._counts.unread_counts(user_id, room_id)
-        return {"notification_count": counts.notifications,
-                "highlight_count": counts.highlights}
+        key = (user_id, room_id)
+        cached = self._cache.get(key)
+        if cached is None:
+            generation = self._generation.get(key, 0)
+            counts = await self._counts.unread_counts(user_id, room_id)
+            cached = [counts.notifications, counts.highlights]
+            if self._generation.get(key, 0) == generation:
+                self._cache[key] = cached
+                while len(self._cache) > self._cache_size:
+                    evicted, _ = self._cache.popitem(last=False)
+                    self._generation.pop(evicted, None)
+        return {"notification_count": cached[0], "highlight_count": cached[1]}
+
+    def _changed(self, key: tuple[str, str]) -> None:
+        self._generation[key] = self._generation.get(key, 0) + 1
+
+    def event_persisted(self, persisted: PersistedEvent) -> None:
+        """Room writer listener: count new notifications; a membership change
+        moves where counting starts, so forget that user's count."""
+        room_id = persisted.event.room_id
+        for row in persisted.push_actions:
+            key = (row.user_id, room_id)
+            self._changed(key)
+            cached = self._cache.get(key)
+            if cached is not None:
+                cached[0] += 1
+                cached[1] += int(row.highlight)
+        event = persisted.event
+        if event.type == "m.room.member" and event.state_key:
+            self.forget(event.state_key, room_id)
+
+    def forget(self, user_id: str, room_id: str) -> None:
+        """A receipt or membership change: recount from the database next time."""
+        key = (user_id, room_id)
+        self._changed(key)
+        self._cache.pop(key, None)

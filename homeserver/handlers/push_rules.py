@@ -110,4 +110,4 @@ class PushRulesHandler:
                 await self._account_data.put(user_id, "", PUSH_RULES_TYPE,
                                              {"global": rules.ruleset_json(user_id)}, position)
         logger.info("push rules of %s changed", user_id)
-        self._notifier.notify(position, users=[user_id])
+        self._notifier.notify(position, users=[user_id], kind="account_data")

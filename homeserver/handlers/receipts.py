@@ -34,6 +34,8 @@ class ReceiptHandler:
                  notifier: Notifier, clock: Clock,
                  user_active: Callable[[str], None] | None = None) -> None:
         self._receipts = receipts
+        # Called with (user_id, room_id) after a read receipt is stored.
+        self.on_receipt: list[Callable[[str, str], None]] = []
         self._account_data = account_data
         self._reads = reads
         self._events = events
@@ -91,10 +93,12 @@ class ReceiptHandler:
         with self._stream.reserve() as (position,):
             await self._receipts.put(Receipt(room_id, receipt_type, user_id, thread_id,
                                              event_id, self._clock.time_ms(), position))
+        for callback in self.on_receipt:
+            callback(user_id, room_id)
         if receipt_type == READ_PRIVATE:
-            self._notifier.notify(position, users=[user_id])  # nobody else sees it
+            self._notifier.notify(position, users=[user_id], kind="receipts")  # only its owner
         else:
-            self._notifier.notify(position, rooms=[room_id])
+            self._notifier.notify(position, rooms=[room_id], kind="receipts")
 
     async def _move_read_marker(self, user_id: str, room_id: str, stored: StoredEvent) -> None:
         """The fully-read marker moves forward only (as Synapse's does)."""

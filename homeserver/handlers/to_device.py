@@ -70,7 +70,8 @@ class ToDeviceHandler:
                         txn_id, sender, sender_device)
             return
         if positions:
-            self._notifier.notify(max(positions), users={user for user, _, _ in local})
+            self._notifier.notify(max(positions), users={user for user, _, _ in local},
+                                  kind="to_device")
 
     async def _local_messages(self, messages: dict[str, dict[str, dict[str, Any]]]
                               ) -> list[Message]:

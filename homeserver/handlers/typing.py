@@ -72,7 +72,7 @@ class TypingHandler:
         self._positions[room_id] = position
         if not self._typing.get(room_id):
             self._typing.pop(room_id, None)
-        self._notifier.notify(position, rooms=[room_id])
+        self._notifier.notify(position, rooms=[room_id], kind="typing")
 
     def typing_users(self, room_id: str) -> list[str]:
         return sorted(self._typing.get(room_id, {}))

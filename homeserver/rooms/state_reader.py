@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from federation.protocol.events import StateKey
 
 from ..storage.events import EventStore
+
+if TYPE_CHECKING:
+    from .writer import PersistedEvent
 
 
 class StateReader:
@@ -17,6 +21,32 @@ class StateReader:
         # An event's (before, after) state groups never change once persisted.
         self._groups: OrderedDict[str, tuple[int | None, int]] = OrderedDict()
 
+    def event_persisted(self, persisted: "PersistedEvent") -> None:
+        """Room writer listener: a new event's groups and states are known
+        already, so readers never go to the database for them."""
+        before, after = persisted.state_group_before, persisted.state_group_after
+        if after is None:
+            return
+        self._remember_groups(persisted.event.event_id, (before, after))
+        if before is not None and before not in self._cache:
+            self._remember_state(before, dict(persisted.state_before))
+        if after != before and persisted.event.is_state():
+            state = dict(persisted.state_before)
+            state[persisted.event.state_key_tuple] = persisted.event.event_id
+            self._remember_state(after, state)
+
+    def _remember_state(self, group: int, state: dict[StateKey, str]) -> None:
+        self._cache[group] = state
+        self._cache.move_to_end(group)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _remember_groups(self, event_id: str, groups: tuple[int | None, int]) -> None:
+        self._groups[event_id] = groups
+        self._groups.move_to_end(event_id)
+        while len(self._groups) > self._cache_size * 10:
+            self._groups.popitem(last=False)
+
     async def group_state(self, group: int | None) -> dict[StateKey, str]:
         if group is None or group == 0:
             return {}
@@ -25,9 +55,7 @@ class StateReader:
             self._cache.move_to_end(group)
             return cached
         state, _ = await self._events.state_group_entries(group)
-        self._cache[group] = state
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._remember_state(group, state)
         return state
 
     async def _groups_for(self, event_id: str) -> tuple[int | None, int] | None:
@@ -37,9 +65,7 @@ class StateReader:
             return groups
         groups = await self._events.state_group_for_event(event_id)
         if groups is not None:
-            self._groups[event_id] = groups
-            while len(self._groups) > self._cache_size * 10:
-                self._groups.popitem(last=False)
+            self._remember_groups(event_id, groups)
         return groups
 
     async def state_before(self, event_id: str) -> dict[StateKey, str]:

@@ -62,6 +62,9 @@ class PersistedEvent:
     event: Event
     stream_ordering: int
     state_before: dict[StateKey, str] = field(default_factory=dict)
+    state_group_before: int | None = None
+    state_group_after: int | None = None
+    push_actions: list[PushActionRow] = field(default_factory=list)
 
 
 Listener = Callable[[PersistedEvent], None]
@@ -236,7 +239,8 @@ class RoomWriter:
             self._stream.finish(position)
         state_before = dict(snap.state)
         self._advance(snap, event, new_group)
-        persisted = PersistedEvent(event, position, state_before)
+        persisted = PersistedEvent(event, position, state_before, before_group, after_group,
+                                   push_actions)
         for listener in self._listeners:
             try:
                 listener(persisted)

@@ -24,8 +24,11 @@ from ..storage.events import EventStore, StoredEvent
 from ..storage.receipts import ReceiptStore
 from ..storage.rooms import RoomStore
 from ..storage.to_device import ToDeviceStore
+from ..cache import InvalidatingCache
+from ..rooms.writer import PersistedEvent
+from .change_cache import RecentRoomEvents
 from .filtering import SyncFilter
-from .notifier import Notifier
+from .notifier import ChangeIndex, Notifier
 from .tokens import SyncToken, TopologicalToken
 
 logger = logging.getLogger(__name__)
@@ -69,8 +72,13 @@ class SyncHandler:
         typing: TypingHandler, notifier: Notifier, clock: Clock,
         presence: PresenceSource | None = None, unread: UnreadCounter | None = None,
         keys: DeviceKeysSource | None = None, visibility: Visibility | None = None,
+        recent: RecentRoomEvents | None = None,
     ) -> None:
         self._events = events
+        self._recent = recent
+        # Per-user and per-room answers that only a membership change alters.
+        self._joined_rooms: InvalidatingCache[frozenset[str]] = InvalidatingCache()
+        self._last_joins: InvalidatingCache[int | None] = InvalidatingCache()
         self._visibility = visibility
         self._rooms = rooms
         self._state = state
@@ -84,6 +92,21 @@ class SyncHandler:
         self.unread = unread
         self.keys = keys
 
+    def event_persisted(self, persisted: PersistedEvent) -> None:
+        """Room writer listener: remember recent events; drop cached memberships."""
+        event = persisted.event
+        if self._recent is not None:
+            self._recent.add(event.room_id, persisted.stream_ordering, event.event_id)
+        if event.type == MEMBER and event.state_key:
+            self._joined_rooms.invalidate(event.state_key)
+            self._last_joins.invalidate((event.state_key, event.room_id))
+
+    async def joined_rooms(self, user_id: str) -> frozenset[str]:
+        async def load() -> frozenset[str]:
+            return frozenset(await self._rooms.rooms_for_user(user_id, ("join",)))
+
+        return await self._joined_rooms.get_or_load(user_id, load)
+
     async def sync(self, req: SyncRequest) -> dict[str, Any]:
         if req.since is not None and req.since.to_device:
             await self._to_device.delete_upto(req.user_id, req.device_id, req.since.to_device)
@@ -91,8 +114,8 @@ class SyncHandler:
         response, has_news = await self._build(req, upto)
         if has_news or req.since is None or req.timeout_ms <= 0 or req.full_state:
             return response
-        rooms = await self._rooms.rooms_for_user(req.user_id, ("join", "invite", "knock"))
-        waiter = self._notifier.wait(req.user_id, rooms.keys(), upto)
+        # Invites and knocks target the user, so joined rooms and the user suffice.
+        waiter = self._notifier.wait(req.user_id, await self.joined_rooms(req.user_id), upto)
         timer = self._clock.call_later(req.timeout_ms / 1000, waiter.cancel)
         try:
             await waiter
@@ -106,22 +129,31 @@ class SyncHandler:
 
     async def _build(self, req: SyncRequest, upto: int) -> tuple[dict[str, Any], bool]:
         since = req.since.position if req.since is not None else None
-        rooms, rooms_news = await self._rooms_section(req, since, upto)
-        account = await self._global_account_data(req, since, upto)
-        to_device, last_td = await self._to_device_section(req, upto)
-        presence = []
-        if self.presence is not None:
-            presence = [p for p in await self.presence.presence_events(req.user_id, since, upto)
-                        if req.filter.presence.allows(p["type"], p["sender"])]
-        device_lists = {"changed": [], "left": []}
+        changes = self._notifier.changes
+        user = req.user_id
+        if since is None:
+            rooms, rooms_news = await self._rooms_section(req, None, upto)
+        else:
+            rooms, rooms_news = await self._rooms_incremental(req, since, upto, changes)
+        account: list[dict[str, Any]] = []
+        if since is None or changes.user_changed(user, ("account_data",), since):
+            account = await self._global_account_data(req, since, upto)
+        to_device: list[dict[str, Any]] = []
+        last_td = 0
+        # Messages left over from a capped response are pending whatever changed.
+        if since is None or (req.since is not None and req.since.to_device) or \
+                changes.user_changed(user, ("to_device",), since):
+            to_device, last_td = await self._to_device_section(req, upto)
+        presence = await self._presence_section(req, since, upto, changes)
+        device_lists: dict[str, list[str]] = {"changed": [], "left": []}
         otk_counts: dict[str, int] = {}
         fallback_types: list[str] = []
         if self.keys is not None:
-            otk_counts = await self.keys.one_time_key_counts(req.user_id, req.device_id)
-            fallback_types = await self.keys.unused_fallback_key_types(req.user_id,
-                                                                       req.device_id)
-            if since is not None:
-                changed, left = await self.keys.device_list_changes(req.user_id, since, upto)
+            otk_counts = await self.keys.one_time_key_counts(user, req.device_id)
+            fallback_types = await self.keys.unused_fallback_key_types(user, req.device_id)
+            if since is not None and await self._device_lists_may_have_changed(user, since,
+                                                                               changes):
+                changed, left = await self.keys.device_list_changes(user, since, upto)
                 device_lists = {"changed": changed, "left": left}
         token = SyncToken(upto, last_td or (req.since.to_device if req.since else 0))
         response = {
@@ -137,6 +169,25 @@ class SyncHandler:
         news = rooms_news or bool(account or to_device or presence or device_lists["changed"]
                                   or device_lists["left"])
         return response, news
+
+    async def _device_lists_may_have_changed(self, user: str, since: int,
+                                             changes: ChangeIndex) -> bool:
+        if changes.user_changed(user, ("device_lists", "events"), since):
+            return True
+        joined = await self.joined_rooms(user)
+        return any(changes.room_changed(r, ("members",), since) for r in joined)
+
+    async def _presence_section(self, req: SyncRequest, since: int | None, upto: int,
+                                changes: ChangeIndex) -> list[dict[str, Any]]:
+        if self.presence is None:
+            return []
+        if since is not None and not changes.user_changed(req.user_id, ("presence", "events"),
+                                                          since):
+            joined = await self.joined_rooms(req.user_id)
+            if not any(changes.room_changed(r, ("presence",), since) for r in joined):
+                return []
+        return [p for p in await self.presence.presence_events(req.user_id, since, upto)
+                if req.filter.presence.allows(p["type"], p["sender"])]
 
     # Rooms ---------------------------------------------------------------------
 
@@ -161,9 +212,10 @@ class SyncHandler:
                 newly = since is None or (change is not None
                                           and await self._joined_since(req.user_id, room_id, since))
                 room = await self._joined_room(req, room_id, since, upto, newly)
-                if room is not None:
+                if room is not None and (since is None or newly
+                                         or self._room_has_news(room, since)):
                     join[room_id] = room
-                    news = news or self._room_has_news(room, since)
+                    news = True
             elif membership == "invite" and (since is None or change is not None):
                 invite[room_id] = await self._invite_room(room_id, req.user_id)
                 news = True
@@ -183,6 +235,31 @@ class SyncHandler:
                                                                at.stream_ordering)
         return {"join": join, "invite": invite, "leave": leave, "knock": knock}, news
 
+    async def _rooms_incremental(self, req: SyncRequest, since: int, upto: int,
+                                 changes: ChangeIndex) -> tuple[dict[str, Any], bool]:
+        """Only rooms with something new; every answer that the change index says
+        cannot have changed is skipped without touching the database."""
+        user = req.user_id
+        if changes.user_changed(user, ("events",), since):
+            return await self._rooms_section(req, since, upto)  # memberships moved
+        join: dict[str, Any] = {}
+        receipts_for_me = changes.user_changed(user, ("receipts",), since)
+        account_rooms: set[str] = set()
+        if changes.user_changed(user, ("account_data",), since):
+            changed = await self._account_data.changed_since(user, since, upto)
+            account_rooms = {r for r, _, _ in changed if r}
+        for room_id in await self.joined_rooms(user):
+            if not req.filter.allows_room(room_id):
+                continue
+            if not (receipts_for_me or room_id in account_rooms
+                    or changes.room_changed(room_id, ("events", "receipts"), since)
+                    or self._typing.changed_since(room_id, since)):
+                continue
+            room = await self._joined_room(req, room_id, since, upto, False)
+            if room is not None and self._room_has_news(room, since):
+                join[room_id] = room
+        return {"join": join, "invite": {}, "leave": {}, "knock": {}}, bool(join)
+
     async def _joined_since(self, user_id: str, room_id: str, since: int) -> bool:
         """Whether the user was not joined at `since` (a profile change is no new join)."""
         before = await self._rooms.membership_at(user_id, room_id, since)
@@ -198,12 +275,28 @@ class SyncHandler:
         limit = req.filter.timeline_limit
         if not req.filter.timeline.allows_room(room_id):
             return [], False
-        recent = await self._events.room_stream(room_id, since or 0, upto, limit + 1)
+        recent = await self._recent_events(room_id, since or 0, upto, limit + 1)
         limited = len(recent) > limit
         recent = list(reversed(recent[:limit]))
         if since is None and not limited:
             limited = False
         return recent, limited
+
+    async def _recent_events(self, room_id: str, after: int, upto: int, count: int
+                             ) -> list[StoredEvent]:
+        """Newest first; from memory when it reaches back far enough."""
+        ids = self._recent.between(room_id, after, upto, count - 1) if self._recent else None
+        if ids is None:
+            return await self._events.room_stream(room_id, after, upto, count)
+        stored = await self._events.get_stored(ids[:count])
+        return [stored[eid] for eid in ids[:count] if eid in stored]
+
+    async def _last_join(self, user_id: str, room_id: str, upto: int) -> int | None:
+        async def load() -> int | None:
+            return await self._rooms.last_join(user_id, room_id, upto)
+
+        value = await self._last_joins.get_or_load((user_id, room_id), load)
+        return value if value is None or value <= upto else await load()
 
     async def _visible(self, req: SyncRequest, room_id: str, events: list[StoredEvent],
                        upto: int) -> list[StoredEvent]:
@@ -211,7 +304,7 @@ class SyncHandler:
         the join, and a left room's up to the leave."""
         if self._visibility is None or not events:
             return events
-        last_join = await self._rooms.last_join(req.user_id, room_id, upto)
+        last_join = await self._last_join(req.user_id, room_id, upto)
         return await self._visibility.filter(req.user_id, events, last_join)
 
     async def _joined_room(self, req: SyncRequest, room_id: str, since: int | None, upto: int,
@@ -237,8 +330,10 @@ class SyncHandler:
             "ephemeral": {"events": await self._ephemeral(req, room_id, since, upto)},
             "account_data": {"events": await self._room_account_data(req, room_id, since, upto)},
             "unread_notifications": {"notification_count": 0, "highlight_count": 0},
-            "summary": await self._summary(room_id, req.user_id),
         }
+        if since is None or newly_joined or any(s.event.type == MEMBER
+                                                for s in timeline + state_events):
+            room["summary"] = await self._summary(room_id, req.user_id)
         if self.unread is not None:
             room["unread_notifications"] = await self.unread.unread_counts(req.user_id, room_id)
         return room

@@ -15,6 +15,7 @@ from typing import Iterable
 from twisted.internet.defer import Deferred
 
 from ..storage.stream import StreamIdGenerator
+from .change_cache import StreamChangeCache
 
 # How many delivered notifications to remember for waiters that arrive late.
 _HISTORY = 20000
@@ -25,6 +26,38 @@ class _Notification:
     position: int
     rooms: frozenset[str]
     users: frozenset[str]
+
+
+# What a notification is about. "other" means "could be anything" and answers
+# every question, so a writer that names no kind is never skipped.
+KINDS = ("events", "members", "receipts", "typing", "presence", "account_data",
+         "to_device", "device_lists", "other")
+
+
+class ChangeIndex:
+    """Which rooms and users changed, by kind, since a position (from memory).
+
+    Users are marked for `events` when a member event targets them, so
+    `user_changed(u, ("events",))` means "u's memberships may have changed".
+    """
+
+    def __init__(self, floor: int) -> None:
+        self._rooms = {kind: StreamChangeCache(floor) for kind in KINDS}
+        self._users = {kind: StreamChangeCache(floor) for kind in KINDS}
+
+    def mark(self, kind: str, position: int, rooms: frozenset[str], users: frozenset[str]
+             ) -> None:
+        kind = kind if kind in self._rooms else "other"
+        for room in rooms:
+            self._rooms[kind].mark(room, position)
+        for user in users:
+            self._users[kind].mark(user, position)
+
+    def room_changed(self, room_id: str, kinds: tuple[str, ...], since: int) -> bool:
+        return any(self._rooms[k].changed_since(room_id, since) for k in (*kinds, "other"))
+
+    def user_changed(self, user_id: str, kinds: tuple[str, ...], since: int) -> bool:
+        return any(self._users[k].changed_since(user_id, since) for k in (*kinds, "other"))
 
 
 @dataclass(eq=False)
@@ -41,13 +74,19 @@ class Notifier:
         self._history: deque[_Notification] = deque(maxlen=_HISTORY)
         self._by_user: dict[str, set[_Waiter]] = {}
         self._by_room: dict[str, set[_Waiter]] = {}
+        self.changes = ChangeIndex(stream.current)
 
     @property
     def current(self) -> int:
         return self._stream.current
 
-    def notify(self, position: int, rooms: Iterable[str] = (), users: Iterable[str] = ()) -> None:
-        self._pending.append(_Notification(position, frozenset(rooms), frozenset(users)))
+    def notify(self, position: int, rooms: Iterable[str] = (), users: Iterable[str] = (),
+               kind: str = "other") -> None:
+        note = _Notification(position, frozenset(rooms), frozenset(users))
+        # Recorded at once (before delivery): a sync reading up to `current`
+        # must never skip a change that is already visible.
+        self.changes.mark(kind, position, note.rooms, note.users)
+        self._pending.append(note)
         self.flush()
 
     def flush(self) -> None:
