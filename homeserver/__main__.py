@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -56,7 +57,14 @@ def _run(config_path: Path) -> int:
     reactor.listenTCP(listener.port, hs.site, interface=listener.host)  # type: ignore[attr-defined]
     logger.info("server_name=%s client_api=http://%s database=%s", cfg.server_name, listener,
                 cfg.database_url.split("@")[-1])
-    reactor.run()  # type: ignore[attr-defined]
+    profile_path = os.environ.get("GUILDHALL_PROFILE")
+    if profile_path:  # a development aid: cProfile the whole run, dumped at shutdown
+        import cProfile
+
+        cProfile.runctx("reactor.run()", globals(), {"reactor": reactor},
+                        profile_path.replace("{pid}", str(os.getpid())))
+    else:
+        reactor.run()  # type: ignore[attr-defined]
     logger.info("stopped cleanly")
     return 0
 

@@ -48,6 +48,7 @@ PRESENCE_STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 GRACE_MS = 30_000  # a device stays connected this long after its last /sync
 IDLE_MS = 5 * 60_000  # online turns unavailable after this long without activity
 ACTIVE_MS = 60_000  # currently_active lasts this long after an activity
+NOTIFY_BATCH_MS = 50  # presence changes within this window wake syncs once
 
 
 # The state machine (pure) -------------------------------------------------------
@@ -155,6 +156,10 @@ class PresenceHandler:
         self._locks = _KeyedLock()
         # No presence row was written after this position before we started.
         self._latest = stream.current
+        self._pending_rooms: set[str] = set()
+        self._pending_users: set[str] = set()
+        self._pending_position = 0
+        self._flush_timer: Any = None
 
     def start(self) -> None:
         """Presence stored as online before a restart times out, unless its user
@@ -211,6 +216,15 @@ class PresenceHandler:
                 rows = await self._store.changed(await self._watched(user_id), since, upto)
             newly = await self._newly_shared(user_id, since, upto)
             rows.update(await self._not_offline(newly - rows.keys()))
+        now = self._clock.time_ms()
+        return [presence_event(r, now) for r in sorted(rows.values(), key=lambda r: r.stream_id)]
+
+    async def changed_presence_events(self, user_ids: set[str], since: int, upto: int
+                                      ) -> list[dict[str, Any]]:
+        """`m.presence` of these users, for those whose presence changed in (since, upto]."""
+        if not user_ids or since >= self._latest:
+            return []
+        rows = await self._store.changed(user_ids, since, upto)
         now = self._clock.time_ms()
         return [presence_event(r, now) for r in sorted(rows.values(), key=lambda r: r.stream_id)]
 
@@ -319,9 +333,24 @@ class PresenceHandler:
             await self._store.put(state, position)
             self._latest = max(self._latest, position)
         rooms = await self._rooms.rooms_for_user(state.user_id, ("join",))
-        self._notifier.notify(position, rooms=rooms.keys(), users=[state.user_id],
-                              kind="presence")
+        self._queue_notification(position, rooms.keys(), state.user_id)
         logger.debug("presence of %s: %s", state.user_id, state.state)
+
+    def _queue_notification(self, position: int, rooms: Any, user_id: str) -> None:
+        """Presence changes come in bursts (a room's worth of timers at once): wake
+        the room's syncs once per burst, not once per change."""
+        self._pending_rooms.update(rooms)
+        self._pending_users.add(user_id)
+        self._pending_position = max(self._pending_position, position)
+        if self._flush_timer is None:
+            self._flush_timer = self._clock.call_later(NOTIFY_BATCH_MS / 1000,
+                                                       self._flush_notifications)
+
+    def _flush_notifications(self) -> None:
+        rooms, users = self._pending_rooms, self._pending_users
+        self._pending_rooms, self._pending_users, self._flush_timer = set(), set(), None
+        self._notifier.notify(self._pending_position, rooms=rooms, users=users,
+                              kind="presence")
 
     async def _expire_stored(self) -> None:
         for user_id in await self._store.not_offline():

@@ -51,10 +51,11 @@ class PushActionEvaluator:
         fields = _event_fields(event)
         thread_id = await thread_of(self._events, event)
         rows: list[PushActionRow] = []
+        memo: dict[Any, bool] = {}
         for user_id in recipients:
             member = joined.get(user_id)
             decision = evaluate(rules[user_id], fields, context, user_id,
-                                _display_name(member) if member is not None else None)
+                                _display_name(member) if member is not None else None, memo)
             # Only notifying actions count (Synapse stores only these as well).
             if decision is not None and decision.notify:
                 rows.append(PushActionRow(user_id, decision.highlight, thread_id))

@@ -103,8 +103,9 @@ class _Evaluation:
     """One event against one user's rules."""
 
     def __init__(self, event: Mapping[str, Any], context: PushContext, user_id: str,
-                 display_name: str | None) -> None:
+                 display_name: str | None, memo: dict[Any, bool] | None = None) -> None:
         self.event = event
+        self.memo = memo if memo is not None else {}
         self.context = context
         self.user_id = user_id
         self.display_name = display_name
@@ -119,6 +120,20 @@ class _Evaluation:
         return all(self.condition(c) for c in rule.effective_conditions())
 
     def condition(self, cond: Json) -> bool:
+        """Every condition but `contains_display_name` is a function of the event
+        and the room alone, so its answer is shared by all the event's recipients."""
+        if cond.get("kind") == "contains_display_name":
+            return self._condition(cond)
+        try:
+            key = _memo_key(cond)
+        except TypeError:  # unhashable values: just evaluate
+            return self._condition(cond)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = self._condition(cond)
+        return found
+
+    def _condition(self, cond: Json) -> bool:
         kind = cond.get("kind")
         try:
             if kind == "event_match":
@@ -186,11 +201,18 @@ class _Evaluation:
         return level >= self.context.notification_levels.get(key, 50)
 
 
+def _memo_key(cond: Json) -> Any:
+    return tuple(sorted((k, v if not isinstance(v, (list, dict)) else repr(v))
+                        for k, v in cond.items()))
+
+
 def evaluate(rules: Iterable[PushRule], event: Mapping[str, Any], context: PushContext,
-             user_id: str, display_name: str | None = None) -> PushDecision | None:
+             user_id: str, display_name: str | None = None,
+             memo: dict[Any, bool] | None = None) -> PushDecision | None:
     """The first enabled rule (in the order given) whose conditions all hold,
-    or None when no rule matches (then the user is not notified)."""
-    evaluation = _Evaluation(event, context, user_id, display_name)
+    or None when no rule matches (then the user is not notified). Pass the same
+    `memo` for every recipient of one event to evaluate shared conditions once."""
+    evaluation = _Evaluation(event, context, user_id, display_name, memo)
     for rule in rules:
         if evaluation.rule_matches(rule):
             return PushDecision(rule.kind, rule.rule_id, list(rule.actions))

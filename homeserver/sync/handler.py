@@ -42,6 +42,8 @@ STRIPPED_STATE_TYPES = (
 class PresenceSource(Protocol):
     async def presence_events(self, user_id: str, since: int | None, upto: int
                               ) -> list[dict[str, Any]]: ...
+    async def changed_presence_events(self, user_ids: set[str], since: int, upto: int
+                                      ) -> list[dict[str, Any]]: ...
 
 
 class UnreadCounter(Protocol):
@@ -79,6 +81,7 @@ class SyncHandler:
         # Per-user and per-room answers that only a membership change alters.
         self._joined_rooms: InvalidatingCache[frozenset[str]] = InvalidatingCache()
         self._last_joins: InvalidatingCache[int | None] = InvalidatingCache()
+        self._room_members: InvalidatingCache[frozenset[str]] = InvalidatingCache(20_000)
         self._visibility = visibility
         self._rooms = rooms
         self._state = state
@@ -100,6 +103,7 @@ class SyncHandler:
         if event.type == MEMBER and event.state_key:
             self._joined_rooms.invalidate(event.state_key)
             self._last_joins.invalidate((event.state_key, event.room_id))
+            self._room_members.invalidate(event.room_id)
 
     async def joined_rooms(self, user_id: str) -> frozenset[str]:
         async def load() -> frozenset[str]:
@@ -181,13 +185,32 @@ class SyncHandler:
                                 changes: ChangeIndex) -> list[dict[str, Any]]:
         if self.presence is None:
             return []
-        if since is not None and not changes.user_changed(req.user_id, ("presence", "events"),
-                                                          since):
-            joined = await self.joined_rooms(req.user_id)
-            if not any(changes.room_changed(r, ("presence",), since) for r in joined):
+        user = req.user_id
+        if since is None or changes.user_changed(user, ("events",), since):
+            # Initial sync, or new room-mates: everything the handler knows.
+            events = await self.presence.presence_events(user, since, upto)
+        else:
+            changed = await self._presence_changed_users(user, since, changes)
+            if not changed:
                 return []
-        return [p for p in await self.presence.presence_events(req.user_id, since, upto)
-                if req.filter.presence.allows(p["type"], p["sender"])]
+            events = await self.presence.changed_presence_events(changed, since, upto)
+        return [p for p in events if req.filter.presence.allows(p["type"], p["sender"])]
+
+    async def _presence_changed_users(self, user: str, since: int, changes: ChangeIndex
+                                      ) -> set[str]:
+        """Room-mates (and the user) whose presence changed since, from memory."""
+        changed = {user} if changes.user_changed(user, ("presence",), since) else set()
+        for room_id in await self.joined_rooms(user):
+            if changes.room_changed(room_id, ("presence",), since):
+                changed.update(m for m in await self.room_members(room_id)
+                               if changes.user_changed(m, ("presence",), since))
+        return changed
+
+    async def room_members(self, room_id: str) -> frozenset[str]:
+        async def load() -> frozenset[str]:
+            return frozenset(await self._rooms.members(room_id, ("join",)))
+
+        return await self._room_members.get_or_load(room_id, load)
 
     # Rooms ---------------------------------------------------------------------
 
@@ -385,7 +408,11 @@ class SyncHandler:
         if self._typing.changed_since(room_id, since):
             out.append({"type": "m.typing",
                         "content": {"user_ids": self._typing.typing_users(room_id)}})
-        receipts = await self._receipts.for_rooms([room_id], since or 0, upto)
+        changes = self._notifier.changes
+        receipts = []
+        if since is None or changes.room_changed(room_id, ("receipts",), since) or \
+                changes.user_changed(req.user_id, ("receipts",), since):
+            receipts = await self._receipts.for_rooms([room_id], since or 0, upto)
         content: dict[str, Any] = {}
         for r in receipts:
             if r.receipt_type == "m.read.private" and r.user_id != req.user_id:
@@ -400,6 +427,9 @@ class SyncHandler:
 
     async def _room_account_data(self, req: SyncRequest, room_id: str, since: int | None,
                                  upto: int) -> list[dict[str, Any]]:
+        if since is not None and not self._notifier.changes.user_changed(
+                req.user_id, ("account_data",), since):
+            return []
         changed = await self._account_data.changed_since(req.user_id, since or 0, upto)
         return [{"type": t, "content": c} for r, t, c in changed
                 if r == room_id and req.filter.room_account_data.allows(t, req.user_id)]

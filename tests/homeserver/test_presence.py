@@ -14,7 +14,9 @@ from twisted.python.failure import Failure
 
 from federation.protocol.errors import MatrixError
 from homeserver.clock import Clock
-from homeserver.handlers.presence import ACTIVE_MS, GRACE_MS, IDLE_MS, PresenceHandler
+from homeserver.handlers.presence import (
+    ACTIVE_MS, GRACE_MS, IDLE_MS, NOTIFY_BATCH_MS, PresenceHandler,
+)
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import migrate
 from homeserver.storage.presence import PresenceStore, UserPresence
@@ -94,6 +96,7 @@ def test_online_while_syncing_then_offline_after_the_grace(env: Env) -> None:
     env.advance(2000)
     assert env.stored().state == "offline"
     assert env.get()["presence"] == "offline"
+    env.advance(NOTIFY_BATCH_MS)  # the last change's batched wake-up
     assert env.reactor.getDelayedCalls() == []  # forgotten: no timer left behind
 
 
@@ -182,6 +185,7 @@ def test_a_change_wakes_a_waiting_sync(env: Env) -> None:
     waiter: Deferred = env.notifier.wait(ALICE, [], env.stream.current)
     assert not waiter.called
     env.sync()
+    env.advance(NOTIFY_BATCH_MS)  # changes wake syncs in batches
     assert waiter.called
 
 
