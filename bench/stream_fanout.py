@@ -137,6 +137,7 @@ async def _measure(api: Api, sender_token: str, listeners: list[Listener], rooms
     for lst in listeners:
         by_room.setdefault(lst.room_id, []).append(lst)
     latencies: list[float] = []
+    per_message_max: list[float] = []
     missed = 0
     counter = 0
     for _ in range(messages_per_room):
@@ -152,11 +153,14 @@ async def _measure(api: Api, sender_token: str, listeners: list[Listener], rooms
             while time.perf_counter() < deadline and \
                     any(event_id not in t.received for t in targets):
                 await asyncio.sleep(0.002)
+            this_message = []
             for target in targets:
                 if event_id in target.received:
-                    latencies.append((target.received[event_id] - started) * 1000)
+                    this_message.append((target.received[event_id] - started) * 1000)
                 else:
                     missed += 1
+            latencies += this_message
+            per_message_max.append(round(max(this_message, default=0), 1))
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
@@ -166,6 +170,7 @@ async def _measure(api: Api, sender_token: str, listeners: list[Listener], rooms
         "p99_ms": round(percentile(latencies, 99), 2),
         "max_ms": round(max(latencies), 2) if latencies else None,
         "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+        "per_message_max_ms": per_message_max,
     }
 
 

@@ -117,17 +117,19 @@ class _Evaluation:
             return False
         if rule.default and self.has_mentions and rule.rule_id in LEGACY_MENTION_RULES:
             return False
-        return all(self.condition(c) for c in rule.effective_conditions())
+        # Only stored conditions are shared: content, room and sender rules build
+        # theirs afresh on each call, and a freed object's id may be reused.
+        shared = rule.kind in ("override", "underride")
+        return all(self.condition(c, shared) for c in rule.effective_conditions())
 
-    def condition(self, cond: Json) -> bool:
+    def condition(self, cond: Json, shared: bool = False) -> bool:
         """Every condition but `contains_display_name` is a function of the event
         and the room alone, so its answer is shared by all the event's recipients."""
-        if cond.get("kind") == "contains_display_name":
+        if not shared or cond.get("kind") == "contains_display_name":
             return self._condition(cond)
-        try:
-            key = _memo_key(cond)
-        except TypeError:  # unhashable values: just evaluate
-            return self._condition(cond)
+        # The rules outlive the evaluation of one event, so identity is a sound
+        # key: recipients sharing a (default) rule share its condition objects.
+        key = id(cond)
         found = self.memo.get(key)
         if found is None:
             found = self.memo[key] = self._condition(cond)
@@ -199,11 +201,6 @@ class _Evaluation:
         if not isinstance(key, str) or level is None:
             return False
         return level >= self.context.notification_levels.get(key, 50)
-
-
-def _memo_key(cond: Json) -> Any:
-    return tuple(sorted((k, v if not isinstance(v, (list, dict)) else repr(v))
-                        for k, v in cond.items()))
 
 
 def evaluate(rules: Iterable[PushRule], event: Mapping[str, Any], context: PushContext,

@@ -93,7 +93,10 @@ class EventStore:
 
     async def persist(self, request: PersistRequest) -> None:
         await self._db.run("persist_event", lambda conn: _persist_txn(conn, request))
-        self._cache.pop(request.event.event_id, None)
+        # Everyone woken for this event reads it next: have it in the cache.
+        self._remember(StoredEvent(
+            request.event, request.stream_ordering, None, request.outlier,
+            request.txn[1] if request.txn else None, request.txn_id if request.txn else None))
         if request.redacts:
             self._cache.pop(request.redacts, None)
 
