@@ -23,7 +23,7 @@ from .auth_events import auth_types_for
 from .errors import AuthError
 from .events import CREATE, CREATE_KEY, JOIN_RULES_KEY, MEMBER, POWER_LEVELS, THIRD_PARTY_INVITE
 from .events import Event, StateKey
-from .hashing import create_event_id_from_room_id, decode_base64
+from .hashing import create_event_id_from_room_id
 from .power_levels import AuthState, named_level, room_creators, send_level, user_power_level
 from .signing import verify_key_from_base64
 

@@ -56,10 +56,8 @@ class RoomEventHandler:
                            txn_id: str, content: dict[str, Any]) -> str:
         _check_type(event_type)
         _check_txn_id(txn_id)
+        # A retried txnId is answered by the writer (committed or still in flight).
         txn = (user_id, device_id, f"send/{room_id}/{event_type}/{txn_id}")
-        earlier = await self._events.get_txn_response(*txn)
-        if earlier is not None:
-            return str(earlier["event_id"])
         if event_type == "m.room.redaction":
             target = content.get("redacts")
             if not identifiers.is_valid_event_id(target):

@@ -201,6 +201,12 @@ def parse_json_body(request: server.Request, *, allow_empty: bool = True) -> Jso
         if allow_empty:
             return {}
         raise MatrixError(400, Codes.NOT_JSON, "Content not JSON")
+    return decode_json_object(raw)
+
+
+def decode_json_object(raw: bytes) -> JsonDict:
+    """A client's JSON object (a body or a stream frame), under the same rules:
+    M_NOT_JSON if not UTF-8 JSON, M_BAD_JSON if not an object or not canonical."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

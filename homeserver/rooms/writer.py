@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
-from twisted.internet.defer import DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock
 
 from federation.protocol.auth_events import auth_types_for_event
 from federation.protocol.auth_rules import check_auth_rules
@@ -70,6 +70,14 @@ class PersistedEvent:
 Listener = Callable[[PersistedEvent], None]
 
 
+@dataclass
+class _Pending:
+    """An event queued for commit, and what to announce once it is committed."""
+
+    commit: Deferred[None]
+    persisted: PersistedEvent
+
+
 class PushActionSource(Protocol):
     """Decides whom an event notifies, given the room state before it."""
 
@@ -99,6 +107,8 @@ class RoomWriter:
         self._snapshots: OrderedDict[str, RoomSnapshot] = OrderedDict()
         self._cache_size = cache_size
         self._listeners: list[Listener] = []
+        # Client transactions queued but not yet committed: their retries wait.
+        self._inflight_txns: dict[tuple[str, str, str], list[Deferred[PersistedEvent]]] = {}
         self._push = push
 
     def add_listener(self, listener: Listener) -> None:
@@ -172,20 +182,39 @@ class RoomWriter:
             return await self._persist(snap, event, None)
 
     async def send(self, room_id: str, new: NewEvent) -> PersistedEvent:
-        """Build, authorise and persist one event; raises MatrixError if refused."""
+        """Build, authorise and persist one event; raises MatrixError if refused.
+
+        The room's lock is held only to build and queue the event: its commit is
+        awaited outside, so the next event of the room is built meanwhile and
+        both share one commit (see EventStore.persist).
+        """
         async with self._lock(room_id):
             snap = await self.snapshot(room_id)
             if snap is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
             if new.txn is not None:
-                earlier = await self._events.get_txn_response(*new.txn)
-                if earlier is not None:
-                    stored = await self._events.get_event(earlier["event_id"])
-                    if stored is not None:
-                        return PersistedEvent(stored.event, stored.stream_ordering)
-            event = await self._build(snap, new)
-            await self._authorise(snap, event)
-            return await self._persist(snap, event, new)
+                if new.txn in self._inflight_txns:
+                    waiter: Deferred[PersistedEvent] = Deferred()
+                    self._inflight_txns[new.txn].append(waiter)
+                    pending = None
+                else:
+                    earlier = await self._earlier_answer(new.txn)
+                    if earlier is not None:
+                        return earlier
+            if new.txn is None or new.txn not in self._inflight_txns:
+                event = await self._build(snap, new)
+                await self._authorise(snap, event)
+                pending = await self._queue(snap, event, new)
+        if pending is None:
+            return await waiter  # a retry of a transaction still being committed
+        return await self._complete(snap, pending, new)
+
+    async def _earlier_answer(self, txn: tuple[str, str, str]) -> PersistedEvent | None:
+        earlier = await self._events.get_txn_response(*txn)
+        if earlier is None:
+            return None
+        stored = await self._events.get_event(earlier["event_id"])
+        return PersistedEvent(stored.event, stored.stream_ordering) if stored else None
 
     async def _build(self, snap: RoomSnapshot, new: NewEvent) -> Event:
         keys = auth_types_for_event(snap.version, new.event_type, new.sender, new.state_key,
@@ -219,6 +248,11 @@ class RoomWriter:
 
     async def _persist(self, snap: RoomSnapshot, event: Event, new: NewEvent | None
                        ) -> PersistedEvent:
+        return await self._complete(snap, await self._queue(snap, event, new), new)
+
+    async def _queue(self, snap: RoomSnapshot, event: Event, new: NewEvent | None
+                     ) -> _Pending:
+        """Queue the event's commit and advance the room in memory (under the lock)."""
         before_group = snap.state_group
         new_group = None
         after_group = before_group
@@ -227,25 +261,44 @@ class RoomWriter:
             after_group = new_group.group_id
         push_actions = await self._push_actions(snap, event)
         position = self._stream.allocate()
-        try:
-            await self._events.persist(PersistRequest(
-                event=event, stream_ordering=position, state_group_before=before_group,
-                state_group_after=after_group if after_group is not None else 0,
-                new_state_group=new_group, updates_current_state=event.is_state(),
-                txn=new.txn if new else None, txn_id=new.txn_id if new else None,
-                redacts=event.redacts, push_actions=push_actions,
-            ))
-        finally:
-            self._stream.finish(position)
-        state_before = dict(snap.state)
-        self._advance(snap, event, new_group)
-        persisted = PersistedEvent(event, position, state_before, before_group, after_group,
+        commit = Deferred.fromCoroutine(self._events.persist(PersistRequest(
+            event=event, stream_ordering=position, state_group_before=before_group,
+            state_group_after=after_group if after_group is not None else 0,
+            new_state_group=new_group, updates_current_state=event.is_state(),
+            txn=new.txn if new else None, txn_id=new.txn_id if new else None,
+            redacts=event.redacts, push_actions=push_actions,
+        )))
+        if new is not None and new.txn is not None:
+            self._inflight_txns[new.txn] = []
+        persisted = PersistedEvent(event, position, dict(snap.state), before_group, after_group,
                                    push_actions)
+        self._advance(snap, event, new_group)
+        return _Pending(commit, persisted)
+
+    async def _complete(self, snap: RoomSnapshot, pending: _Pending, new: NewEvent | None
+                        ) -> PersistedEvent:
+        """Await the commit; only then is the event announced and answered."""
+        persisted = pending.persisted
+        txn = new.txn if new is not None else None
+        try:
+            await pending.commit
+        except Exception as exc:
+            waiters = self._inflight_txns.pop(txn, []) if txn else []
+            self._stream.finish(persisted.stream_ordering)
+            # Memory ran ahead of the database: start again from what is stored.
+            self._snapshots.pop(snap.room_id, None)
+            for waiter in waiters:
+                waiter.errback(exc)
+            raise
+        waiters = self._inflight_txns.pop(txn, []) if txn else []
+        self._stream.finish(persisted.stream_ordering)
         for listener in self._listeners:
             try:
                 listener(persisted)
             except Exception:  # a listener's bug must not fail the send
-                logger.exception("event listener failed for %s", event.event_id)
+                logger.exception("event listener failed for %s", persisted.event.event_id)
+        for waiter in waiters:
+            waiter.callback(persisted)
         return persisted
 
     async def _push_actions(self, snap: RoomSnapshot, event: Event) -> list[PushActionRow]:

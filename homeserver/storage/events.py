@@ -10,6 +10,8 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from twisted.internet.defer import Deferred
+
 from federation.protocol.events import MEMBER, Event, StateKey
 from federation.protocol.room_versions import KNOWN_ROOM_VERSIONS
 
@@ -83,22 +85,62 @@ def _relation(event: Event) -> tuple[str, str, str | None] | None:
     return rel_type, target, key if isinstance(key, str) else None
 
 
+# Events waiting while a commit is in flight go in the next one (group commit).
+MAX_BATCH = 200
+
+
 class EventStore:
     def __init__(self, db: Database, cache_size: int = 20000) -> None:
         self._db = db
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
         self._cache_size = cache_size
+        self._queue: list[tuple[PersistRequest, Deferred[None]]] = []
+        self._flushing = False
 
     # Writing -----------------------------------------------------------------
 
     async def persist(self, request: PersistRequest) -> None:
-        await self._db.run("persist_event", lambda conn: _persist_txn(conn, request))
+        """Commit one event (with its state, txn and push actions), durably.
+
+        Requests queue up while a commit is in flight and share the next one:
+        one fsync for many events. They commit in the order they were queued,
+        so callers that queue in room order persist in room order.
+        """
+        done: Deferred[None] = Deferred()
+        self._queue.append((request, done))
+        if not self._flushing:
+            self._flushing = True
+            Deferred.fromCoroutine(self._flush())
+        await done
         # Everyone woken for this event reads it next: have it in the cache.
         self._remember(StoredEvent(
             request.event, request.stream_ordering, None, request.outlier,
             request.txn[1] if request.txn else None, request.txn_id if request.txn else None))
         if request.redacts:
             self._cache.pop(request.redacts, None)
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._commit(batch)
+        finally:
+            self._flushing = False
+
+    async def _commit(self, batch: list[tuple[PersistRequest, Deferred[None]]]) -> None:
+        requests = [r for r, _ in batch]
+        try:
+            await self._db.run("persist_events", lambda conn: _persist_all(conn, requests))
+        except Exception:
+            if len(batch) == 1:
+                batch[0][1].errback()
+                return
+            # One bad event must not fail the others: commit them one by one.
+            for item in batch:
+                await self._commit([item])
+            return
+        for _, done in batch:
+            done.callback(None)
 
     # Reading -----------------------------------------------------------------
 
@@ -290,6 +332,11 @@ def _load_group(conn: Connection, group: int) -> tuple[dict[StateKey, str], int]
     length = conn.execute(sa.select(state_groups.c.chain_length).where(
         state_groups.c.id == group)).scalar()
     return state, int(length or 0)
+
+
+def _persist_all(conn: Connection, requests: list[PersistRequest]) -> None:
+    for request in requests:
+        _persist_txn(conn, request)
 
 
 def _persist_txn(conn: Connection, req: PersistRequest) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
-from federation.protocol import canonical_json
 from federation.protocol.errors import Codes, MatrixError
 
 from ..handlers.auth import Requester
-from ..rest.http import check_client_json
+from ..rest.http import decode_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +71,4 @@ class RequestDispatcher:
     def _parse(payload: bytes, is_binary: bool) -> dict[str, Any]:
         if is_binary:
             raise MatrixError(400, Codes.NOT_JSON, "Frames must be text")
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MatrixError(400, Codes.NOT_JSON, "Frame is not UTF-8") from exc
-        request = canonical_json.parse(text)
-        if not isinstance(request, dict):
-            raise MatrixError(400, Codes.BAD_JSON, "Request must be a JSON object")
-        check_client_json(request)  # the REST bodies' rules (depth, NUL, canonical)
-        return request
+        return decode_json_object(payload)  # the REST bodies' rules (depth, NUL, canonical)

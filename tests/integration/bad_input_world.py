@@ -93,7 +93,7 @@ def make_world(server: HomeserverProcess, tag: str) -> World:
     power_levels = world.api("GET", f"/rooms/{quote(scratch)}/state/m.room.power_levels/",
                              token=world.attacker)
     filter_id = world.api("POST", f"/user/{quote(me)}/filter", {}, world.attacker)["filter_id"]
-    world.api("PUT", f"/pushrules/global/content/my.cake", {"actions": ["notify"],
+    world.api("PUT", "/pushrules/global/content/my.cake", {"actions": ["notify"],
                                                            "pattern": "cake"}, world.attacker)
 
     def login() -> dict[str, Any]:

@@ -6,7 +6,6 @@ from typing import Any
 
 from twisted.web.server import Request
 
-from federation.protocol import identifiers
 from federation.protocol.errors import Codes, MatrixError
 from federation.protocol.room_versions import KNOWN_ROOM_VERSIONS
 
@@ -15,7 +14,7 @@ from ...handlers.auth import Authenticator
 from ...handlers.profiles import ProfileHandler
 from ...handlers.ratelimit import RateLimiters
 from ..http import JsonRouter, optional, parse_json_body, query_arg
-from .common import client_ip, limited_requester, requester
+from .common import client_ip, limited_requester, requester, user_id_param
 
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
                       "v1.9", "v1.10"]
@@ -90,11 +89,11 @@ def register(router: JsonRouter, auth: Authenticator, accounts: AccountHandler,
         raise MatrixError(404, Codes.NOT_FOUND, "Device not found")
 
     async def get_profile(request: Request, user_id: str) -> tuple[int, Any]:
-        _check_user_id(user_id)
+        user_id_param(user_id)
         return 200, await profiles.get_profile(user_id)
 
     async def get_profile_field(request: Request, user_id: str, field: str) -> tuple[int, Any]:
-        _check_user_id(user_id)
+        user_id_param(user_id)
         profile = await profiles.get_profile(user_id)
         if field not in profile:
             raise MatrixError(404, Codes.NOT_FOUND, f"No {field} set")
@@ -123,8 +122,3 @@ def register(router: JsonRouter, auth: Authenticator, accounts: AccountHandler,
         router.add("GET", f"{prefix}/profile/{{user_id}}/{{field}}", get_profile_field)
         router.add("PUT", f"{prefix}/profile/{{user_id}}/{{field}}", set_profile_field)
     router.add("GET", "/_matrix/client/versions", versions)
-
-
-def _check_user_id(user_id: str) -> None:
-    if not identifiers.is_valid_user_id(user_id):
-        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user ID")

@@ -19,13 +19,7 @@ from ...handlers.room_reads import RoomReadHandler
 from ...sync.filtering import EventFilter
 from ...sync.tokens import SyncToken, TopologicalToken
 from ..http import JsonRouter, optional, parse_json_body, query_arg, query_int, require
-from .common import limited_requester, requester
-
-
-def _room_id(room_id: str) -> str:
-    if not identifiers.is_valid_room_id(room_id):
-        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid room ID")
-    return room_id
+from .common import limited_requester, requester, room_id_param
 
 
 def _event_id(event_id: str) -> str:
@@ -83,19 +77,19 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
     async def join_room(request: Request, room_id: str) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
-        await membership.join(who.user_id, _room_id(room_id), optional(body, "reason", str))
+        await membership.join(who.user_id, room_id_param(room_id), optional(body, "reason", str))
         return 200, {"room_id": room_id}
 
     async def leave(request: Request, room_id: str) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
-        await membership.leave(who.user_id, _room_id(room_id), optional(body, "reason", str))
+        await membership.leave(who.user_id, room_id_param(room_id), optional(body, "reason", str))
         return 200, {}
 
     async def forget(request: Request, room_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
         parse_json_body(request)
-        await membership.forget(who.user_id, _room_id(room_id))
+        await membership.forget(who.user_id, room_id_param(room_id))
         return 200, {}
 
     def target_action(action: str) -> Any:
@@ -106,7 +100,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
             if not identifiers.is_valid_user_id(target):
                 raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user_id")
             reason = optional(body, "reason", str)
-            room = _room_id(room_id)
+            room = room_id_param(room_id)
             if action == "invite":
                 await membership.invite(who.user_id, room, target, reason)
             else:
@@ -124,7 +118,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
                    ) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         content = parse_json_body(request)
-        event_id = await room_events.send_message(who.user_id, who.device_id, _room_id(room_id),
+        event_id = await room_events.send_message(who.user_id, who.device_id, room_id_param(room_id),
                                                   event_type, txn_id, content)
         return 200, {"event_id": event_id}
 
@@ -132,14 +126,14 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
                         ) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         content = parse_json_body(request, allow_empty=False)
-        event_id = await room_events.send_state(who.user_id, _room_id(room_id), event_type,
+        event_id = await room_events.send_state(who.user_id, room_id_param(room_id), event_type,
                                                 state_key, content)
         return 200, {"event_id": event_id}
 
     async def get_state(request: Request, room_id: str, event_type: str, state_key: str = ""
                         ) -> tuple[int, Any]:
         who = await requester(auth, request)
-        stored = await reads.state_event(who.user_id, _room_id(room_id), event_type, state_key)
+        stored = await reads.state_event(who.user_id, room_id_param(room_id), event_type, state_key)
         if query_arg(request, "format") == "event":
             return 200, (await reads.serialize([stored]))[0]
         serialized = (await reads.serialize([stored]))[0]
@@ -147,13 +141,13 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     async def all_state(request: Request, room_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
-        return 200, await reads.state(who.user_id, _room_id(room_id))
+        return 200, await reads.state(who.user_id, room_id_param(room_id))
 
     async def redact(request: Request, room_id: str, event_id: str, txn_id: str
                      ) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
-        redaction_id = await room_events.redact(who.user_id, who.device_id, _room_id(room_id),
+        redaction_id = await room_events.redact(who.user_id, who.device_id, room_id_param(room_id),
                                                 _event_id(event_id), txn_id,
                                                 optional(body, "reason", str))
         return 200, {"event_id": redaction_id}
@@ -165,30 +159,30 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
             raise MatrixError(400, Codes.INVALID_PARAM, "dir must be b or f")
         limit = query_int(request, "limit", 10, minimum=0, maximum=1000) or 0
         return 200, await reads.messages(
-            who.user_id, who.device_id, _room_id(room_id), query_arg(request, "from"),
+            who.user_id, who.device_id, room_id_param(room_id), query_arg(request, "from"),
             query_arg(request, "to"), direction == "b", limit, _event_filter(request))
 
     async def context(request: Request, room_id: str, event_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
         limit = query_int(request, "limit", 10, minimum=0, maximum=100) or 0
-        return 200, await reads.context(who.user_id, _room_id(room_id), event_id, limit,
+        return 200, await reads.context(who.user_id, room_id_param(room_id), event_id, limit,
                                         _event_filter(request))
 
     async def get_event(request: Request, room_id: str, event_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
-        return 200, await reads.event(who.user_id, _room_id(room_id), event_id)
+        return 200, await reads.event(who.user_id, room_id_param(room_id), event_id)
 
     async def members(request: Request, room_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
         _check_token_arg(request, "at")
-        chunk = await reads.members(who.user_id, _room_id(room_id),
+        chunk = await reads.members(who.user_id, room_id_param(room_id),
                                     _membership_arg(request, "membership"),
                                     _membership_arg(request, "not_membership"))
         return 200, {"chunk": chunk}
 
     async def joined_members(request: Request, room_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
-        return 200, {"joined": await reads.joined_members(who.user_id, _room_id(room_id))}
+        return 200, {"joined": await reads.joined_members(who.user_id, room_id_param(room_id))}
 
     async def relations(request: Request, room_id: str, event_id: str, rel_type: str = "",
                         event_type: str = "") -> tuple[int, Any]:
@@ -198,7 +192,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
             raise MatrixError(400, Codes.INVALID_PARAM, "dir must be b or f")
         _check_token_arg(request, "from")
         _check_token_arg(request, "to")
-        return 200, await reads.relations(who.user_id, _room_id(room_id), event_id,
+        return 200, await reads.relations(who.user_id, room_id_param(room_id), event_id,
                                           rel_type or None, event_type or None, limit)
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
