@@ -70,7 +70,7 @@ from .storage.users import UserStore
 from .sync.handler import SyncHandler
 from .sync.change_cache import RecentRoomEvents
 from .sync.notifier import Notifier
-from .ws.methods import add_room_methods
+from .ws.methods import add_ephemeral_methods, add_room_methods
 from .ws.requests import RequestDispatcher
 from .ws.stream import STREAM_PATH, StreamFactory, stream_resource
 
@@ -186,8 +186,8 @@ def build(config: Config, reactor: Any) -> HomeServer:
     ephemeral_rest.register(router, auth, typing, receipts_handler)
     account_data_rest.register(router, auth, account_data_handler)
     presence_rest.register(router, auth, presence)
-    to_device_rest.register(router, auth, ToDeviceHandler(to_device, users, stream, notifier,
-                                                          server_name))
+    to_device_handler = ToDeviceHandler(to_device, users, stream, notifier, server_name)
+    to_device_rest.register(router, auth, to_device_handler)
     push_rules_rest.register(router, auth, push_rules)
     directory = DirectoryStore(db)
     directory_rest.register(router, auth, RoomAliasHandler(writer, rooms, server_name),
@@ -200,6 +200,7 @@ def build(config: Config, reactor: Any) -> HomeServer:
         clock, config.turn_uris, config.turn_shared_secret, config.turn_user_lifetime_s))
     dispatcher = RequestDispatcher()
     add_room_methods(dispatcher, room_events, limits.messages)
+    add_ephemeral_methods(dispatcher, typing, receipts_handler, presence, to_device_handler)
     streams = StreamFactory(auth, sync, dispatcher,
                             lambda user, text: sync_rest.resolve_filter(account_data, user, text),
                             presence=presence)

@@ -74,6 +74,7 @@ class RoomReadHandler:
         now = self._clock.time_ms()
         redactions = await self._events.get_events(
             [e.redacted_by for e in events if e.redacted_by])
+        relations = await self._events.relations_of_many([e.event.event_id for e in events])
         out = []
         for stored in events:
             txn_id = stored.txn_id if (stored.txn_device == device_id
@@ -81,11 +82,12 @@ class RoomReadHandler:
             out.append(client_event(
                 stored, now, redaction=redactions.get(stored.redacted_by or ""),
                 transaction_id=txn_id,
-                aggregations=await self._aggregations(stored.event.event_id)))
+                aggregations=await self._aggregations(
+                    relations.get(stored.event.event_id, []))))
         return out
 
-    async def _aggregations(self, event_id: str) -> dict[str, Any] | None:
-        relations = await self._events.relations(event_id)
+    async def _aggregations(self, relations: list[tuple[str, str, str | None]]
+                            ) -> dict[str, Any] | None:
         if not relations:
             return None
         result: dict[str, Any] = {}

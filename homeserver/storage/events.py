@@ -249,6 +249,27 @@ class EventStore:
 
         return await self._db.run("get_txn_response", txn)
 
+    async def relations_of_many(self, event_ids: list[str]
+                                ) -> dict[str, list[tuple[str, str, str | None]]]:
+        """For each target: (event_id, rel_type, aggregation_key) relating to it
+        (one query for a whole page of events)."""
+        if not event_ids:
+            return {}
+
+        def txn(conn: Connection) -> dict[str, list[tuple[str, str, str | None]]]:
+            found: dict[str, list[tuple[str, str, str | None]]] = {}
+            for start in range(0, len(event_ids), 500):
+                rows = conn.execute(sa.select(
+                    event_relations.c.relates_to_id, event_relations.c.event_id,
+                    event_relations.c.rel_type, event_relations.c.aggregation_key,
+                ).where(event_relations.c.relates_to_id.in_(event_ids[start:start + 500])))
+                for r in rows:
+                    found.setdefault(r.relates_to_id, []).append(
+                        (r.event_id, r.rel_type, r.aggregation_key))
+            return found
+
+        return await self._db.run("get_relations_of_many", txn)
+
     async def relations(
         self, event_id: str, rel_type: str | None = None
     ) -> list[tuple[str, str, str | None]]:

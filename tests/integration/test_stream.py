@@ -229,3 +229,80 @@ def test_access_token_query_parameter_is_accepted(sqlite_server: HomeserverProce
         await ws.close()
 
     run(sqlite_server, unique, scenario)
+
+
+def test_ephemeral_requests_and_presence_over_the_socket(server: HomeserverProcess,
+                                                         unique: str) -> None:
+    async def scenario(alice: Session) -> None:
+        bob = Session(server, alice.http, await _register(alice.http, alice.base, unique + "b"))
+        room = await alice.create_room()
+        await _call(alice.http, "POST", f"{alice.base}/_matrix/client/v3/join/{room}",
+                    bob.token, {})
+        whoami = await _call(alice.http, "GET", f"{alice.base}/_matrix/client/v3/account/whoami",
+                             bob.token)
+        event_id = await alice.send(room, "hello", "hello bob")
+        since = (await bob.sync())["next_batch"]
+        ws = await alice.stream()
+        await ws.receive_json(timeout=10)
+
+        async def call(request_id: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+            await ws.send_json({"id": request_id, "method": method, "params": params})
+            return (await _frames_until(ws, lambda f: f.get("id") == request_id))[-1]
+
+        assert (await call("t", "typing", {"room_id": room, "typing": True,
+                                           "timeout": 30000}))["result"] == {}
+        assert (await call("r", "receipt", {"room_id": room, "event_id": event_id}))["result"] == {}
+        assert (await call("p", "presence", {"presence": "unavailable",
+                                             "status_msg": "in a call"}))["result"] == {}
+        assert (await call("d", "to_device", {
+            "event_type": "org.example.ping", "txn_id": "d1",
+            "messages": {whoami["user_id"]: {whoami["device_id"]: {"n": 1}}}}))["result"] == {}
+        denied = await call("x", "typing", {"room_id": room, "user_id": whoami["user_id"],
+                                            "typing": True})
+        assert denied["error"]["errcode"] == "M_FORBIDDEN"  # as on REST: only for yourself
+        seen: dict[str, Any] = {"typing": False, "receipt": False, "presence": None,
+                                "to_device": False}
+        for _ in range(20):
+            body = await bob.sync(since=since, timeout=2000)
+            since = body["next_batch"]
+            joined = body["rooms"]["join"].get(room, {})
+            for e in joined.get("ephemeral", {}).get("events", []):
+                if e["type"] == "m.typing" and e["content"]["user_ids"]:
+                    seen["typing"] = True
+                if e["type"] == "m.receipt" and event_id in e["content"]:
+                    seen["receipt"] = True
+            for e in body["presence"]["events"]:
+                if e["sender"] != whoami["user_id"]:
+                    seen["presence"] = e["content"]
+            if body["to_device"]["events"]:
+                seen["to_device"] = body["to_device"]["events"][0]["content"] == {"n": 1}
+            if all(seen.values()) and seen["presence"].get("status_msg") == "in a call":
+                break
+        assert seen["typing"] and seen["receipt"] and seen["to_device"]
+        assert seen["presence"]["presence"] == "unavailable"
+        assert seen["presence"]["status_msg"] == "in a call"
+        await ws.close()
+
+    run(server, unique, scenario)
+
+
+def test_holding_a_stream_makes_you_online(sqlite_server: HomeserverProcess, unique: str
+                                           ) -> None:
+    async def scenario(alice: Session) -> None:
+        bob = Session(sqlite_server, alice.http,
+                      await _register(alice.http, alice.base, unique + "b"))
+        room = await alice.create_room()
+        await _call(alice.http, "POST", f"{alice.base}/_matrix/client/v3/join/{room}",
+                    bob.token, {})
+        alice_id = (await _call(alice.http, "GET",
+                                f"{alice.base}/_matrix/client/v3/account/whoami",
+                                alice.token))["user_id"]
+        ws = await alice.stream()
+        await ws.receive_json(timeout=10)
+        status = await _call(alice.http, "GET",
+                             f"{alice.base}/_matrix/client/v3/presence/{alice_id}/status",
+                             bob.token)
+        assert status["presence"] == "online" and status["currently_active"] is True
+        await ws.close()
+
+    run(sqlite_server, unique, scenario)
