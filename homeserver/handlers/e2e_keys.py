@@ -175,13 +175,16 @@ class E2eKeysHandler:
 
     async def device_list_changed(self, user_id: str) -> None:
         """Record a change on the stream and wake everyone who shares a room."""
+        watchers = await self._rooms.shared_room_users(user_id) | {user_id}
         position = self._stream.allocate()
         try:
             await self._device_lists.record_change(user_id, position)
+            # Marked before the position is finished: no sync may read past it unaware.
+            self._notifier.changes.mark("device_lists", position, frozenset(),
+                                        frozenset(watchers))
         finally:
             self._stream.finish(position)
-        watchers = await self._rooms.shared_room_users(user_id)
-        self._notifier.notify(position, users=watchers | {user_id}, kind="device_lists")
+        self._notifier.notify(position, users=watchers, kind="device_lists")
 
     async def device_removed(self, user_id: str, device_id: str | None) -> None:
         """A device (every device when None) was deleted: its keys go with it."""

@@ -329,10 +329,14 @@ class PresenceHandler:
                 await self._settle(user, self._clock.time_ms())
 
     async def _publish(self, state: UserPresence) -> None:
+        rooms = await self._rooms.rooms_for_user(state.user_id, ("join",))
         with self._stream.reserve() as (position,):
             await self._store.put(state, position)
             self._latest = max(self._latest, position)
-        rooms = await self._rooms.rooms_for_user(state.user_id, ("join",))
+            # Recorded before the position is finished (a sync reading past it
+            # must find the change); only waking the syncs waits for a batch.
+            self._notifier.changes.mark("presence", position, frozenset(rooms),
+                                        frozenset([state.user_id]))
         self._queue_notification(position, rooms.keys(), state.user_id)
         logger.debug("presence of %s: %s", state.user_id, state.state)
 
