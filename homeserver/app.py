@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from twisted.web.server import Site
 
 from .clock import Clock
@@ -34,7 +33,6 @@ from .handlers.typing import TypingHandler
 from .handlers.ui_auth import PasswordReauth
 from .handlers.user_directory import UserDirectoryHandler
 from .handlers.voip import VoipHandler
-from .rest import client as client_rest
 from .rest.client import account as account_rest
 from .rest.client import account_data as account_data_rest
 from .rest.client import devices as devices_rest
@@ -51,7 +49,6 @@ from .rest.http import JsonRouter, Root, make_site
 from .rooms.state_reader import StateReader
 from .rooms.visibility import Visibility
 from .rooms.writer import PersistedEvent, RoomWriter
-from .storage import schema
 from .storage.account_data import AccountDataStore
 from .storage.database import Database
 from .storage.device_lists import DeviceListStore
@@ -59,6 +56,7 @@ from .storage.directory import DirectoryStore
 from .storage.e2e_keys import EndToEndKeyStore
 from .storage.events import EventStore
 from .storage.migrations import migrate
+from .storage.positions import max_state_group, max_stream_position
 from .storage.presence import PresenceStore
 from .storage.push_actions import PushActionStore
 from .storage.push_rules import PushRuleStore
@@ -76,19 +74,6 @@ from .ws.stream import STREAM_PATH, StreamFactory, stream_resource
 
 logger = logging.getLogger(__name__)
 
-_ = client_rest
-
-
-def _max_stream_position(db: Database) -> int:
-    """The highest position any stream has used."""
-    columns = [schema.events.c.stream_ordering, schema.account_data.c.stream_id,
-               schema.receipts.c.stream_id, schema.presence.c.stream_id,
-               schema.to_device.c.stream_id, schema.device_list_changes.c.stream_id]
-
-    def txn(conn: Any) -> int:
-        return max(int(conn.execute(sa.select(sa.func.max(c))).scalar() or 0) for c in columns)
-
-    return db.run_sync("max_stream_position", txn)
 
 
 @dataclass
@@ -118,11 +103,8 @@ def build(config: Config, reactor: Any) -> HomeServer:
     receipts = ReceiptStore(db)
     to_device = ToDeviceStore(db)
 
-    stream = StreamIdGenerator(_max_stream_position(db))
-    state_groups = StreamIdGenerator(db.run_sync(
-        "max_state_group",
-        lambda conn: int(conn.execute(sa.select(sa.func.max(schema.state_groups.c.id))).scalar()
-                         or 0)))
+    stream = StreamIdGenerator(max_stream_position(db))
+    state_groups = StreamIdGenerator(max_state_group(db))
     notifier = Notifier(stream)
     push_rules = PushRulesHandler(PushRuleStore(db), account_data, stream, notifier)
     writer = RoomWriter(events, rooms, stream, state_groups, clock, config.signing_key,

@@ -127,6 +127,9 @@ class MembershipHandler:
             raise MatrixError(403, Codes.FORBIDDEN, "The target user is not banned")
         await self._member_event(room_id, sender, target, "leave", {"reason": reason})
 
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        return sorted(await self._rooms.rooms_for_user(user_id, ("join",)))
+
     async def forget(self, user_id: str, room_id: str) -> None:
         membership = (await self._rooms.rooms_for_user(
             user_id, ("join", "invite", "knock", "leave", "ban"))).get(room_id)

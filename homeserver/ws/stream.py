@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any, Callable
-from urllib.parse import parse_qs
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 
-from federation.protocol.errors import Codes, MatrixError
+from federation.protocol.errors import MatrixError
 
 from ..handlers.auth import Authenticator, Requester
 from ..sync.filtering import SyncFilter
@@ -196,4 +195,3 @@ def stream_resource(factory: StreamFactory) -> WebSocketResource:
     return WebSocketResource(factory)
 
 
-_ = (parse_qs, Codes)

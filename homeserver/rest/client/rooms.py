@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.web.server import Request
@@ -111,7 +110,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     async def joined_rooms(request: Request) -> tuple[int, Any]:
         who = await requester(auth, request)
-        rooms = await membership._rooms.rooms_for_user(who.user_id, ("join",))
+        rooms = await membership.joined_rooms(who.user_id)
         return 200, {"joined_rooms": sorted(rooms)}
 
     async def send(request: Request, room_id: str, event_type: str, txn_id: str
@@ -226,4 +225,3 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         router.add("GET", f"{r}/relations/{{event_id}}/{{rel_type}}/{{event_type}}", relations)
 
 
-_ = json
