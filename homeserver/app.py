@@ -65,7 +65,7 @@ from .storage.rooms import RoomStore
 from .storage.stream import StreamIdGenerator
 from .storage.to_device import ToDeviceStore
 from .storage.users import UserStore
-from .sync.handler import SyncHandler
+from .handlers.sync import SyncHandler
 from .sync.change_cache import RecentRoomEvents
 from .sync.notifier import Notifier
 from .ws.methods import add_ephemeral_methods, add_room_methods

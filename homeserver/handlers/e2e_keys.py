@@ -199,7 +199,7 @@ class E2eKeysHandler:
         changed, left = await self.device_list_changes(user_id, since, upto)
         return {"changed": changed, "left": left}
 
-    # sync.handler.DeviceKeysSource -----------------------------------------------------
+    # handlers.sync.DeviceKeysSource -----------------------------------------------------
 
     async def _device_key_state(self, user_id: str, device_id: str
                                 ) -> tuple[dict[str, int], list[str]]:

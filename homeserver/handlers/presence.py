@@ -166,7 +166,7 @@ class PresenceHandler:
         reconnects within the grace period."""
         self._clock.call_later(GRACE_MS / 1000, lambda: self._spawn(self._expire_stored()))
 
-    # /sync (the Protocol rest/client/sync.py and sync/handler.py use) ---------------
+    # /sync (the Protocol rest/client/sync.py and handlers/sync.py use) ---------------
 
     def user_syncing(self, user_id: str, device_id: str, set_presence: str) -> Deferred[None]:
         """A /sync (or stream) starts: await it to have the result in the response."""

@@ -23,7 +23,7 @@ from federation.protocol.errors import MatrixError
 
 from ..handlers.auth import Authenticator, Requester
 from ..sync.filtering import SyncFilter
-from ..sync.handler import SyncHandler, SyncRequest
+from ..handlers.sync import SyncHandler, SyncRequest
 from ..sync.tokens import SyncToken
 from .requests import RequestDispatcher
 

@@ -12,7 +12,7 @@ from federation.protocol.errors import Codes, MatrixError
 from ...handlers.auth import Authenticator
 from ...storage.account_data import AccountDataStore
 from ...sync.filtering import SyncFilter
-from ...sync.handler import SyncHandler, SyncRequest
+from ...handlers.sync import SyncHandler, SyncRequest
 from ...sync.tokens import SyncToken
 from ..http import JsonRouter, parse_json_body, query_arg, query_bool, query_int
 from .common import requester

@@ -14,22 +14,22 @@ from twisted.internet import defer
 
 from federation.protocol.events import MEMBER, Event, StateKey
 
+from ..cache import InvalidatingCache
 from ..clock import Clock
-from ..handlers.client_events import client_event, stripped_state
-from ..handlers.typing import TypingHandler
 from ..rooms.state_reader import StateReader
 from ..rooms.visibility import Visibility
+from ..rooms.writer import PersistedEvent
 from ..storage.account_data import AccountDataStore
 from ..storage.events import EventStore, StoredEvent
 from ..storage.receipts import ReceiptStore
 from ..storage.rooms import RoomStore
 from ..storage.to_device import ToDeviceStore
-from ..cache import InvalidatingCache
-from ..rooms.writer import PersistedEvent
-from .change_cache import RecentRoomEvents
-from .filtering import SyncFilter
-from .notifier import ChangeIndex, Notifier
-from .tokens import SyncToken, TopologicalToken
+from ..sync.change_cache import RecentRoomEvents
+from ..sync.filtering import SyncFilter
+from ..sync.notifier import ChangeIndex, Notifier
+from ..sync.tokens import SyncToken, TopologicalToken
+from .client_events import client_event, stripped_state
+from .typing import TypingHandler
 
 logger = logging.getLogger(__name__)
 
