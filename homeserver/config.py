@@ -63,7 +63,6 @@ class Config:
     turn_uris: list[str] = field(default_factory=list)
     turn_shared_secret: str | None = None
     turn_user_lifetime_s: int = 86400
-    public_baseurl: str | None = None
     log_level: str = "INFO"
     config_path: Path | None = None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,10 +39,6 @@ def new_access_token() -> str:
 
 def new_device_id() -> str:
     return secrets.token_hex(5).upper()
-
-
-def tokens_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,7 @@ class MembershipHandler:
             content.update({k: v for k, v in extra.items() if v is not None})
         return await self._writer.send(room_id, NewEvent(MEMBER, sender, content, state_key=target))
 
-    async def join(self, user_id: str, room_id: str, reason: str | None = None,
-                   third_party_signed: Any = None) -> str:
+    async def join(self, user_id: str, room_id: str, reason: str | None = None) -> str:
         await self._require_room(room_id)
         state = await self._writer.current_state_events(room_id)
         current = state.get((MEMBER, user_id))

@@ -300,10 +300,7 @@ class SyncHandler:
             return [], False
         recent = await self._recent_events(room_id, since or 0, upto, limit + 1)
         limited = len(recent) > limit
-        recent = list(reversed(recent[:limit]))
-        if since is None and not limited:
-            limited = False
-        return recent, limited
+        return list(reversed(recent[:limit])), limited
 
     async def _recent_events(self, room_id: str, after: int, upto: int, count: int
                              ) -> list[StoredEvent]:
@@ -492,7 +489,3 @@ class SyncHandler:
         redaction = (redactions or {}).get(stored.redacted_by or "")
         return client_event(stored, now, include_room_id=False, transaction_id=txn_id,
                             redaction=redaction)
-
-
-def _is_state(event: Event) -> bool:
-    return event.is_state()

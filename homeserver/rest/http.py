@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
@@ -34,10 +33,6 @@ CORS_HEADERS = {
 }
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class LimitedRequest(server.Request):
     """A request that stops buffering its body past the configured limit."""
 
@@ -47,7 +42,6 @@ class LimitedRequest(server.Request):
         super().__init__(*args, **kwargs)
         self.body_bytes = 0
         self.body_too_large = False
-        self.start_time = time.monotonic()
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self.max_body_bytes:
@@ -270,10 +264,6 @@ def query_arg(request: server.Request, name: str, default: str | None = None) ->
     if not values:
         return default
     return _query_text(name, values[0])
-
-
-def query_args(request: server.Request, name: str) -> list[str]:
-    return [_query_text(name, v) for v in request.args.get(name.encode(), [])]
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,16}", re.ASCII)

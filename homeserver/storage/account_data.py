@@ -49,11 +49,6 @@ class AccountDataStore:
 
         return await self._db.run("account_data_since", txn)
 
-    async def max_stream_id(self) -> int:
-        def txn(conn: Connection) -> int:
-            return int(conn.execute(sa.select(sa.func.max(account_data.c.stream_id))).scalar() or 0)
-
-        return await self._db.run("account_data_max", txn)
 
     # Filters -------------------------------------------------------------------
 

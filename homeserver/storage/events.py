@@ -167,17 +167,6 @@ class EventStore:
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_stored([event_id])).get(event_id)
 
-    async def max_stream_ordering(self) -> int:
-        def txn(conn: Connection) -> int:
-            return int(conn.execute(sa.select(sa.func.max(events.c.stream_ordering))).scalar() or 0)
-
-        return await self._db.run("max_stream_ordering", txn)
-
-    async def max_state_group(self) -> int:
-        def txn(conn: Connection) -> int:
-            return int(conn.execute(sa.select(sa.func.max(state_groups.c.id))).scalar() or 0)
-
-        return await self._db.run("max_state_group", txn)
 
     async def room_stream(
         self, room_id: str, after: int, upto: int, limit: int, newest_first: bool = True

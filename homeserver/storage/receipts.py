@@ -55,19 +55,3 @@ class ReceiptStore:
             return result
 
         return await self._db.run("receipts_for_rooms", txn)
-
-    async def user_receipt(self, room_id: str, user_id: str,
-                           types: tuple[str, ...] = ("m.read", "m.read.private")) -> list[str]:
-        def txn(conn: Connection) -> list[str]:
-            rows = conn.execute(sa.select(receipts.c.event_id).where(
-                receipts.c.room_id == room_id, receipts.c.user_id == user_id,
-                receipts.c.receipt_type.in_(types)))
-            return [r.event_id for r in rows]
-
-        return await self._db.run("user_receipt", txn)
-
-    async def max_stream_id(self) -> int:
-        def txn(conn: Connection) -> int:
-            return int(conn.execute(sa.select(sa.func.max(receipts.c.stream_id))).scalar() or 0)
-
-        return await self._db.run("receipts_max", txn)

@@ -67,9 +67,3 @@ class ToDeviceStore:
                 to_device.c.stream_id <= upto))
 
         await self._db.run("ack_to_device", txn)
-
-    async def max_stream_id(self) -> int:
-        def txn(conn: Connection) -> int:
-            return int(conn.execute(sa.select(sa.func.max(to_device.c.stream_id))).scalar() or 0)
-
-        return await self._db.run("to_device_max", txn)

@@ -223,5 +223,3 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         router.add("GET", f"{r}/relations/{{event_id}}", relations)
         router.add("GET", f"{r}/relations/{{event_id}}/{{rel_type}}", relations)
         router.add("GET", f"{r}/relations/{{event_id}}/{{rel_type}}/{{event_type}}", relations)
-
-
