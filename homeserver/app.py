@@ -11,6 +11,7 @@ from twisted.web.server import Site
 
 from .clock import Clock
 from .config import Config
+from .federation_app import FederationParts, build_federation
 from .handlers.account import AccountHandler
 from .handlers.account_data import AccountDataHandler
 from .handlers.auth import Authenticator
@@ -87,6 +88,8 @@ class HomeServer:
     writer: RoomWriter
     notifier: Notifier
     stream: StreamIdGenerator
+    # The Server-Server API's site, served over TLS; None without federation.
+    federation_site: Site | None = None
 
 
 def build(config: Config, reactor: Any) -> HomeServer:
@@ -189,4 +192,10 @@ def build(config: Config, reactor: Any) -> HomeServer:
     accounts.on_logout.append(streams.revoke)
     root = Root(router, {STREAM_PATH: stream_resource(streams)})
     site = make_site(root, config.max_request_body_bytes)
-    return HomeServer(config, db, site, clock, users, accounts, writer, notifier, stream)
+    federation_site = None
+    if config.federation_listen is not None:
+        federation_site = build_federation(FederationParts(
+            config=config, reactor=reactor, db=db, clock=clock, writer=writer, events=events,
+            rooms=rooms, users=users, stream=stream, notifier=notifier))
+    return HomeServer(config, db, site, clock, users, accounts, writer, notifier, stream,
+                      federation_site)
