@@ -6,7 +6,7 @@ Every event that leaves the server here passes the history-visibility check.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from federation.protocol.errors import Codes, MatrixError
 from federation.protocol.events import MEMBER, StateKey
@@ -33,6 +33,11 @@ class Access:
     last_join: int | None = None  # the user's latest join up to `upto` (visibility rule 3)
 
 
+class RemoteHistory(Protocol):
+    async def backfill(self, room_id: str, limit: int) -> int:
+        """Fetch history older than what we hold from other servers; how many events."""
+
+
 class RoomReadHandler:
     def __init__(self, writer: RoomWriter, events: EventStore, rooms: RoomStore,
                  state: StateReader, visibility: Visibility, clock: Clock) -> None:
@@ -42,6 +47,8 @@ class RoomReadHandler:
         self._state = state
         self._visibility = visibility
         self._clock = clock
+        # Set by the composition root when federation is on.
+        self.history: RemoteHistory | None = None
 
     async def access(self, user_id: str, room_id: str) -> Access:
         snap = await self._writer.snapshot(room_id)
@@ -125,6 +132,7 @@ class RoomReadHandler:
         collected: list[StoredEvent] = []
         cursor = start
         exhausted = False
+        backfilled = False
         # Filtered-out events don't count towards the limit: keep paging.
         while len(collected) < limit and not exhausted:
             batch = await self._events.paginate(room_id, (cursor.depth, cursor.stream), backwards,
@@ -132,6 +140,12 @@ class RoomReadHandler:
                                                 if to_pos else None)
             if len(batch) < limit:
                 exhausted = True
+                if backwards and not backfilled and self.history is not None:
+                    # The start of what we hold: other servers may hold more.
+                    backfilled = True
+                    if await self.history.backfill(room_id, limit - len(batch)):
+                        exhausted = False
+                        continue
             if not batch:
                 break
             last = batch[-1]

@@ -455,7 +455,14 @@ class SyncHandler:
         ids = [state[k] for k in keys if k in state]
         invite = state.get((MEMBER, user_id))
         if invite:
-            inviter = (await self._events.get_events([invite]))[invite].sender
+            invite_event = (await self._events.get_events([invite]))[invite]
+            remote_state = invite_event.pdu.get("unsigned", {}).get("invite_room_state")
+            if isinstance(remote_state, list):
+                # An invite from another server: it brought the room's state with it.
+                return {"invite_state": {"events": [
+                    *[e for e in remote_state if isinstance(e, dict)],
+                    stripped_state(invite_event)]}}
+            inviter = invite_event.sender
             if (MEMBER, inviter) in state:
                 ids.append(state[(MEMBER, inviter)])
         events = await self._events.get_events(ids)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from twisted.internet.defer import Deferred, DeferredLock
 
 from federation.protocol.auth_events import auth_types_for_event
 from federation.protocol.auth_rules import check_auth_rules
+from federation.protocol.state_res import resolve_state, separate
 from federation.protocol.errors import AuthError, Codes, MatrixError
-from federation.protocol.events import CREATE_KEY, Event, StateKey
+from federation.protocol.events import CREATE_KEY, MEMBER, Event, StateKey
 from federation.protocol.pdu_format import build_event
 from federation.protocol.room_versions import RoomVersion, get_room_version
 from federation.protocol.signing import ServerKey
@@ -55,6 +56,10 @@ class NewEvent:
     # The client transaction: (user, device, endpoint path) and the txnId.
     txn: tuple[str, str, str] | None = None
     txn_id: str | None = None
+    # Called with the built, authorised event before it is persisted; returns
+    # the event to persist (an invite of a remote user comes back with the
+    # invitee's server's signature).
+    countersign: Callable[[Event], Awaitable[Event]] | None = None
 
 
 @dataclass
@@ -65,6 +70,12 @@ class PersistedEvent:
     state_group_before: int | None = None
     state_group_after: int | None = None
     push_actions: list[PushActionRow] = field(default_factory=list)
+    soft_failed: bool = False
+
+    @property
+    def visible(self) -> bool:
+        """Whether clients see it: rejected and soft-failed events stay hidden."""
+        return self.event.rejected_reason is None and not self.soft_failed
 
 
 Listener = Callable[[PersistedEvent], None]
@@ -96,6 +107,7 @@ class RoomWriter:
         server_key: ServerKey,
         cache_size: int = 5000,
         push: PushActionSource | None = None,
+        backfill_below: int = 0,
     ) -> None:
         self._events = events
         self._rooms = rooms
@@ -110,6 +122,9 @@ class RoomWriter:
         # Client transactions queued but not yet committed: their retries wait.
         self._inflight_txns: dict[tuple[str, str, str], list[Deferred[PersistedEvent]]] = {}
         self._push = push
+        # Backfilled history takes positions below every other event's, so no
+        # /sync ever sees it as new.
+        self._backfill_position = min(0, backfill_below)
 
     def add_listener(self, listener: Listener) -> None:
         """Called (on the reactor thread) after each event is persisted."""
@@ -204,6 +219,8 @@ class RoomWriter:
             if new.txn is None or new.txn not in self._inflight_txns:
                 event = await self._build(snap, new)
                 await self._authorise(snap, event)
+                if new.countersign is not None:
+                    event = await new.countersign(event)
                 pending = await self._queue(snap, event, new)
         if pending is None:
             return await waiter  # a retry of a transaction still being committed
@@ -253,6 +270,11 @@ class RoomWriter:
     async def _queue(self, snap: RoomSnapshot, event: Event, new: NewEvent | None
                      ) -> _Pending:
         """Queue the event's commit and advance the room in memory (under the lock)."""
+        more_groups: list[NewStateGroup] = []
+        if snap.state_group is None and snap.state:
+            # A forked room loaded from storage: give its resolved state a group.
+            more_groups.append(NewStateGroup(self._new_group_id(), None, 0, dict(snap.state)))
+            snap.state_group, snap.chain_length = more_groups[0].group_id, 0
         before_group = snap.state_group
         new_group = None
         after_group = before_group
@@ -266,7 +288,7 @@ class RoomWriter:
             state_group_after=after_group if after_group is not None else 0,
             new_state_group=new_group, updates_current_state=event.is_state(),
             txn=new.txn if new else None, txn_id=new.txn_id if new else None,
-            redacts=event.redacts, push_actions=push_actions,
+            redacts=event.redacts, push_actions=push_actions, more_state_groups=more_groups,
         )))
         if new is not None and new.txn is not None:
             self._inflight_txns[new.txn] = []
@@ -275,8 +297,8 @@ class RoomWriter:
         self._advance(snap, event, new_group)
         return _Pending(commit, persisted)
 
-    async def _complete(self, snap: RoomSnapshot, pending: _Pending, new: NewEvent | None
-                        ) -> PersistedEvent:
+    async def _complete(self, snap: RoomSnapshot | None, pending: _Pending,
+                        new: NewEvent | None) -> PersistedEvent:
         """Await the commit; only then is the event announced and answered."""
         persisted = pending.persisted
         txn = new.txn if new is not None else None
@@ -286,13 +308,13 @@ class RoomWriter:
             waiters = self._inflight_txns.pop(txn, []) if txn else []
             self._stream.finish(persisted.stream_ordering)
             # Memory ran ahead of the database: start again from what is stored.
-            self._snapshots.pop(snap.room_id, None)
+            self._snapshots.pop(persisted.event.room_id, None)
             for waiter in waiters:
                 waiter.errback(exc)
             raise
         waiters = self._inflight_txns.pop(txn, []) if txn else []
         self._stream.finish(persisted.stream_ordering)
-        for listener in self._listeners:
+        for listener in self._listeners if persisted.visible else ():
             try:
                 listener(persisted)
             except Exception:  # a listener's bug must not fail the send
@@ -331,3 +353,235 @@ class RoomWriter:
             snap.state[event.state_key_tuple] = event.event_id
             snap.state_group = group.group_id
             snap.chain_length = group.chain_length
+
+    # Federation: events from other servers ------------------------------------
+
+    async def persist_outliers(self, events: list[Event]) -> None:
+        """Store events known without their place in the DAG (auth chains, the
+        state a join answer carries); clients never see them."""
+        known = await self._events.get_stored(e.event_id for e in events)
+        fresh = list({e.event_id: e for e in events if e.event_id not in known}.values())
+        commits = []
+        for event in fresh:
+            position = self._stream.allocate()
+            commits.append((position, Deferred.fromCoroutine(self._events.persist(PersistRequest(
+                event=event, stream_ordering=position, state_group_before=None,
+                state_group_after=0, outlier=True)))))
+        try:
+            for _, commit in commits:
+                await commit
+        finally:
+            for position, _ in commits:
+                self._stream.finish(position)
+
+    async def persist_remote(self, event: Event, state_before: Mapping[StateKey, str]
+                             ) -> PersistedEvent:
+        """Persist a checked remote event, given the state before it.
+
+        Rejected events (`rejected_reason` set) are stored and hidden. An
+        accepted event that fails auth against the current state is soft-failed:
+        kept in the DAG, hidden, never a forward extremity. Otherwise the room's
+        current state becomes the resolution of its old state and the state
+        after the event.
+        """
+        async with self._lock(event.room_id):
+            snap = await self.snapshot(event.room_id)
+            if snap is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            pending = await self._queue_remote(snap, event, dict(state_before))
+        return await self._complete(snap, pending, None)
+
+    async def join_remote_room(self, version: RoomVersion, join: Event,
+                               state: Mapping[StateKey, Event], auth_chain: list[Event]
+                               ) -> PersistedEvent:
+        """Our server's join to a room another server hosts: the join answer's
+        state and auth chain become outliers, and the join the room's head."""
+        create = state.get(CREATE_KEY)
+        if create is None:
+            raise MatrixError(502, Codes.UNKNOWN, "The join answer's state has no create event")
+        await self._rooms.store_room(join.room_id, version.identifier, create.sender, False,
+                                     create.origin_server_ts)
+        await self.persist_outliers([*auth_chain, *state.values()])
+        state_ids = {key: e.event_id for key, e in state.items()}
+        async with self._lock(join.room_id):
+            snap = await self.snapshot(join.room_id)
+            if snap is None or not snap.state:
+                depth = max((e.depth for e in state.values()), default=0)
+                snap = RoomSnapshot(join.room_id, version, dict(state_ids), None, 0, [], depth)
+                self._remember(snap)
+            pending = await self._queue_remote(snap, join, state_ids, heads=[join.event_id])
+        return await self._complete(snap, pending, None)
+
+    async def _queue_remote(self, snap: RoomSnapshot, event: Event,
+                            state_before: dict[StateKey, str], heads: list[str] | None = None
+                            ) -> _Pending:
+        groups: list[NewStateGroup] = []
+        before_group = self._group_for(snap, state_before, groups)
+        after_state, after_group = state_before, before_group
+        if event.is_state() and event.rejected_reason is None:
+            delta = self._delta_group(snap, before_group, {event.state_key_tuple: event.event_id})
+            groups.append(delta)
+            after_state = {**state_before, event.state_key_tuple: event.event_id}
+            after_group = delta.group_id
+        soft_failed = event.rejected_reason is None and not await self._allowed_now(snap, event)
+        if soft_failed:
+            logger.info("soft-failed %s (%s) in %s from %s against the current state",
+                        event.event_id, event.type, event.room_id, event.sender)
+        old_state = dict(snap.state)
+        if event.rejected_reason is None and not soft_failed:
+            if heads is not None:
+                snap.extremities = list(heads)
+            else:
+                snap.extremities = [e for e in snap.extremities if e not in event.prev_event_ids]
+                snap.extremities.append(event.event_id)
+            new_state = after_state
+            if len(snap.extremities) > 1 and old_state != after_state:
+                new_state = await self.resolve(snap.version, [old_state, after_state])
+            if new_state == after_state:
+                snap.state_group, snap.chain_length = after_group, self._chain_of(groups, after_group, snap)
+            elif new_state != old_state:
+                full = NewStateGroup(self._new_group_id(), None, 0, dict(new_state))
+                groups.append(full)
+                snap.state_group, snap.chain_length = full.group_id, 0
+            snap.state = dict(new_state)
+            snap.depth = max(snap.depth, event.depth)
+        push_actions = await self._push_actions(snap, event) if not soft_failed else []
+        position = self._stream.allocate()
+        commit = Deferred.fromCoroutine(self._events.persist(PersistRequest(
+            event=event, stream_ordering=position, state_group_before=before_group,
+            state_group_after=after_group if after_group is not None else 0,
+            more_state_groups=groups, soft_failed=soft_failed, push_actions=push_actions,
+            current_state_delta=await self._state_delta(old_state, snap.state),
+            extremities=list(snap.extremities), redacts=event.redacts, replaces_outlier=True,
+        )))
+        persisted = PersistedEvent(event, position, state_before, before_group, after_group,
+                                   push_actions, soft_failed)
+        return _Pending(commit, persisted)
+
+    def _group_for(self, snap: RoomSnapshot, state: dict[StateKey, str],
+                   groups: list[NewStateGroup]) -> int:
+        """The state group holding exactly `state`: the room's current one when
+        they match, else a new full group."""
+        if snap.state_group is not None and state == snap.state:
+            return snap.state_group
+        group = NewStateGroup(self._new_group_id(), None, 0, dict(state))
+        groups.append(group)
+        return group.group_id
+
+    def _delta_group(self, snap: RoomSnapshot, base: int, entries: dict[StateKey, str]
+                     ) -> NewStateGroup:
+        chain = snap.chain_length + 1 if base == snap.state_group else 1
+        if chain >= MAX_STATE_CHAIN:
+            chain = 1  # a fresh base group is never far away: rare, and still correct
+        return NewStateGroup(self._new_group_id(), base, chain, entries)
+
+    @staticmethod
+    def _chain_of(groups: list[NewStateGroup], group_id: int | None, snap: RoomSnapshot) -> int:
+        for group in groups:
+            if group.group_id == group_id:
+                return group.chain_length
+        return snap.chain_length
+
+    def _new_group_id(self) -> int:
+        group_id = self._state_group_ids.allocate()
+        self._state_group_ids.finish(group_id)
+        return group_id
+
+    async def _allowed_now(self, snap: RoomSnapshot, event: Event) -> bool:
+        """Soft-fail check: is the event allowed by the room's current state?"""
+        if not snap.state:
+            return True
+        keys = [CREATE_KEY, *auth_types_for_event(snap.version, event.type, event.sender,
+                                                  event.state_key, event.content)]
+        ids = {k: snap.state[k] for k in keys if k in snap.state}
+        loaded = await self._events.get_events(ids.values())
+        try:
+            check_auth_rules(event, {k: loaded[eid] for k, eid in ids.items() if eid in loaded})
+        except AuthError:
+            return False
+        return True
+
+    async def _state_delta(self, old: dict[StateKey, str], new: dict[StateKey, str]
+                           ) -> dict[StateKey, tuple[str, str | None] | None]:
+        changed = {k: v for k, v in new.items() if old.get(k) != v}
+        members = await self._events.get_events(v for k, v in changed.items() if k[0] == MEMBER)
+        delta: dict[StateKey, tuple[str, str | None] | None] = {
+            k: (v, members[v].membership if v in members else None) for k, v in changed.items()}
+        for key in old.keys() - new.keys():
+            delta[key] = None
+        return delta
+
+    async def resolve(self, version: RoomVersion, state_sets: list[dict[StateKey, str]]
+                      ) -> dict[StateKey, str]:
+        """State resolution, with the conflicted events' auth chains loaded first."""
+        _, conflicted = separate(state_sets)
+        if not conflicted:
+            return {k: v for s in state_sets for k, v in s.items()}
+        loaded: dict[str, Event] = {}
+        frontier = {eid for ids in conflicted.values() for eid in ids}
+        frontier |= {eid for s in state_sets for eid in s.values()}
+        while frontier:
+            found = await self._events.get_events(frontier)
+            loaded.update(found)
+            frontier = {a for e in found.values() for a in e.auth_and_create_event_ids()
+                        if a not in loaded}
+            frontier -= set(found)  # unknown events stay unknown
+            frontier = {a for a in frontier if a not in loaded}
+        return resolve_state(version, state_sets, loaded.get)
+
+    async def template(self, room_id: str, event_type: str, sender: str, state_key: str,
+                       content: Mapping[str, Any]) -> tuple[RoomVersion, dict[str, Any], Event]:
+        """An unsigned event for another server to fill in and sign (make_join,
+        make_leave, make_knock), and the same as an Event for auth checks."""
+        snap = await self.snapshot(room_id)
+        if snap is None:
+            raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        keys = auth_types_for_event(snap.version, event_type, sender, state_key, content)
+        pdu: dict[str, Any] = {
+            "type": event_type, "sender": sender, "state_key": state_key,
+            "content": dict(content), "room_id": room_id,
+            "prev_events": snap.extremities[-20:],
+            "auth_events": [snap.state[k] for k in keys if k in snap.state],
+            "depth": snap.depth + 1, "origin_server_ts": self._clock.time_ms(),
+        }
+        return snap.version, pdu, Event(pdu, snap.version)
+
+    async def persist_remote_membership(self, event: Event) -> PersistedEvent:
+        """A membership event of a room our server is not in (an invite to one
+        of our users, or the leave or knock sent in answer): kept outside the
+        DAG, but it sets the user's membership so /sync shows it."""
+        await self._rooms.store_room(event.room_id, event.room_version.identifier, None, False,
+                                     event.origin_server_ts)
+        position = self._stream.allocate()
+        membership = event.membership or "leave"
+        commit = Deferred.fromCoroutine(self._events.persist(PersistRequest(
+            event=event, stream_ordering=position, state_group_before=None, state_group_after=0,
+            outlier=True, record_membership=True, replaces_outlier=True,
+            current_state_delta={event.state_key_tuple: (event.event_id, membership)})))
+        self._snapshots.pop(event.room_id, None)
+        persisted = PersistedEvent(event, position, {}, None, None)
+        return await self._complete(None, _Pending(commit, persisted), None)
+
+    async def persist_backfilled(self, event: Event, state_before: Mapping[StateKey, str]
+                                 ) -> None:
+        """Older history from another server: stored with its state (for
+        visibility), below every other position, leaving the room's head alone."""
+        async with self._lock(event.room_id):
+            snap = await self.snapshot(event.room_id)
+            if snap is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+            state = dict(state_before)
+            groups: list[NewStateGroup] = []
+            before = self._group_for(snap, state, groups)
+            after = before
+            if event.is_state() and event.rejected_reason is None:
+                delta = NewStateGroup(self._new_group_id(), before, 1,
+                                      {event.state_key_tuple: event.event_id})
+                groups.append(delta)
+                after = delta.group_id
+            self._backfill_position -= 1
+            commit = Deferred.fromCoroutine(self._events.persist(PersistRequest(
+                event=event, stream_ordering=self._backfill_position,
+                state_group_before=before, state_group_after=after, more_state_groups=groups,
+                backfilled=True, replaces_outlier=True)))
+        await commit

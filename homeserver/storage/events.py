@@ -62,6 +62,24 @@ class PersistRequest:
     redacts: str | None = None
     # Users this event notifies, written with the event so counts are never lost.
     push_actions: list[PushActionRow] = field(default_factory=list)
+    # Federation: a soft-failed event stays in the DAG but is hidden from clients.
+    soft_failed: bool = False
+    # Federation: when set, the room's current state changes by this delta
+    # (key -> (event ID, membership) or None to remove), replacing
+    # `updates_current_state`, and its forward extremities become exactly
+    # `extremities` (state resolution decides both).
+    current_state_delta: dict[StateKey, tuple[str, str | None] | None] | None = None
+    extremities: list[str] | None = None
+    # Federation: an outlier that still sets its target's membership (an
+    # invite to a room our server is not in).
+    record_membership: bool = False
+    # Federation: older history fetched from another server; it changes neither
+    # the room's head nor its current state.
+    backfilled: bool = False
+    # Federation: the event may already be stored as an outlier.
+    replaces_outlier: bool = False
+    # Further state groups this transaction writes (e.g. a resolved current state).
+    more_state_groups: list[NewStateGroup] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,7 @@ class StoredEvent:
     outlier: bool
     txn_device: str | None = None
     txn_id: str | None = None
+    soft_failed: bool = False
 
 
 def _relation(event: Event) -> tuple[str, str, str | None] | None:
@@ -84,6 +103,10 @@ def _relation(event: Event) -> tuple[str, str, str | None] | None:
     key = relates.get("key") if rel_type == "m.annotation" else None
     return rel_type, target, key if isinstance(key, str) else None
 
+
+# What clients may see of a room's timeline: not outliers, not rejected, not soft-failed.
+_SHOWN = (events.c.outlier.is_(False), events.c.rejected_reason.is_(None),
+          events.c.soft_failed.is_(False))
 
 # Events waiting while a commit is in flight go in the next one (group commit).
 MAX_BATCH = 200
@@ -115,7 +138,8 @@ class EventStore:
         # Everyone woken for this event reads it next: have it in the cache.
         self._remember(StoredEvent(
             request.event, request.stream_ordering, None, request.outlier,
-            request.txn[1] if request.txn else None, request.txn_id if request.txn else None))
+            request.txn[1] if request.txn else None, request.txn_id if request.txn else None,
+            request.soft_failed))
         if request.redacts:
             self._cache.pop(request.redacts, None)
 
@@ -178,7 +202,7 @@ class EventStore:
             rows = conn.execute(
                 sa.select(events.c.event_id).where(
                     events.c.room_id == room_id, events.c.stream_ordering > after,
-                    events.c.stream_ordering <= upto, events.c.outlier.is_(False),
+                    events.c.stream_ordering <= upto, *_SHOWN,
                 ).order_by(order).limit(limit)
             )
             return [r.event_id for r in rows]
@@ -204,7 +228,7 @@ class EventStore:
                 cond = key > sa.tuple_(sa.literal(depth), sa.literal(stream))
                 order = [events.c.depth, events.c.stream_ordering]
             query = sa.select(events.c.event_id).where(
-                events.c.room_id == room_id, events.c.outlier.is_(False), cond)
+                events.c.room_id == room_id, *_SHOWN, cond)
             if to_pos is not None:
                 bound = sa.tuple_(sa.literal(to_pos[0]), sa.literal(to_pos[1]))
                 query = query.where(key > bound if backwards else key <= bound)
@@ -221,8 +245,7 @@ class EventStore:
         def txn(conn: Connection) -> tuple[int, int]:
             row = conn.execute(
                 sa.select(events.c.depth, events.c.stream_ordering).where(
-                    events.c.room_id == room_id, events.c.stream_ordering <= stream,
-                    events.c.outlier.is_(False),
+                    events.c.room_id == room_id, events.c.stream_ordering <= stream, *_SHOWN,
                 ).order_by(events.c.depth.desc(), events.c.stream_ordering.desc()).limit(1)
             ).first()
             return (int(row.depth), int(row.stream_ordering)) if row else (0, 0)
@@ -295,6 +318,19 @@ class EventStore:
 
         return await self._db.run("current_state_ids", txn)
 
+    async def earliest_events(self, room_id: str, limit: int = 5) -> list[StoredEvent]:
+        """The room's oldest events clients see (where backfilling continues)."""
+
+        def txn(conn: Connection) -> list[str]:
+            rows = conn.execute(sa.select(events.c.event_id).where(
+                events.c.room_id == room_id, *_SHOWN,
+            ).order_by(events.c.depth, events.c.stream_ordering).limit(limit))
+            return [r.event_id for r in rows]
+
+        ids = await self._db.run("earliest_events", txn)
+        stored = await self.get_stored(ids)
+        return [stored[eid] for eid in ids if eid in stored]
+
     async def forward_extremities(self, room_id: str) -> list[str]:
         def txn(conn: Connection) -> list[str]:
             rows = conn.execute(sa.select(forward_extremities.c.event_id).where(
@@ -311,14 +347,15 @@ def _load_events(conn: Connection, event_ids: list[str]) -> list[StoredEvent]:
         rows = conn.execute(sa.select(
             events.c.event_id, events.c.json, events.c.room_version, events.c.rejected_reason,
             events.c.stream_ordering, events.c.redacted_by, events.c.outlier,
-            events.c.txn_device, events.c.txn_id,
+            events.c.txn_device, events.c.txn_id, events.c.soft_failed,
         ).where(events.c.event_id.in_(chunk)))
         for row in rows:
             version = KNOWN_ROOM_VERSIONS[row.room_version]
             event = Event(json.loads(row.json), version, event_id=row.event_id,
                           rejected_reason=row.rejected_reason)
             result.append(StoredEvent(event, int(row.stream_ordering), row.redacted_by,
-                                      bool(row.outlier), row.txn_device, row.txn_id))
+                                      bool(row.outlier), row.txn_device, row.txn_id,
+                                      bool(row.soft_failed)))
     return result
 
 
@@ -351,26 +388,38 @@ def _persist_all(conn: Connection, requests: list[PersistRequest]) -> None:
 
 def _persist_txn(conn: Connection, req: PersistRequest) -> None:
     event = req.event
+    if req.replaces_outlier:
+        # We held it without its state; now it takes its place in the DAG.
+        conn.execute(sa.delete(events).where(events.c.event_id == event.event_id,
+                                             events.c.outlier.is_(True)))
     conn.execute(sa.insert(events).values(
         event_id=event.event_id, room_id=event.room_id,
         room_version=event.room_version.identifier, stream_ordering=req.stream_ordering,
         depth=event.depth, type=event.type, state_key=event.state_key, sender=event.sender,
         origin_server_ts=event.origin_server_ts, json=json.dumps(event.pdu, ensure_ascii=False),
-        rejected_reason=event.rejected_reason, outlier=req.outlier,
+        rejected_reason=event.rejected_reason, outlier=req.outlier, soft_failed=req.soft_failed,
         txn_device=req.txn[1] if req.txn else None,
         txn_id=req.txn_id if req.txn else None,
     ))
-    if req.new_state_group is not None:
-        _insert_state_group(conn, event.room_id, req.new_state_group)
-    conn.execute(sa.insert(event_state_groups).values(
-        event_id=event.event_id, state_group_before=req.state_group_before,
-        state_group_after=req.state_group_after,
-    ))
-    if not req.outlier and event.rejected_reason is None:
+    for group in ([req.new_state_group] if req.new_state_group else []) + req.more_state_groups:
+        _insert_state_group(conn, event.room_id, group)
+    if not req.outlier:
+        conn.execute(sa.insert(event_state_groups).values(
+            event_id=event.event_id, state_group_before=req.state_group_before,
+            state_group_after=req.state_group_after,
+        ))
+    if req.extremities is not None:
+        _replace_extremities(conn, event.room_id, req.extremities)
+    elif (not req.outlier and event.rejected_reason is None and not req.soft_failed
+          and not req.backfilled):
         _update_extremities(conn, event)
-    if req.updates_current_state and event.is_state():
+    if req.current_state_delta is not None:
+        _apply_state_delta(conn, event.room_id, req.current_state_delta)
+    elif req.updates_current_state and event.is_state():
         _update_current_state(conn, event)
-    if event.type == MEMBER and event.is_state() and event.rejected_reason is None:
+    if (event.type == MEMBER and event.is_state() and event.rejected_reason is None
+            and (not req.outlier or req.record_membership) and not req.soft_failed
+            and not req.backfilled):
         conn.execute(sa.insert(room_memberships).values(
             event_id=event.event_id, room_id=event.room_id, user_id=event.state_key,
             sender=event.sender, membership=event.membership or "leave",
@@ -423,6 +472,25 @@ def _update_extremities(conn: Connection, event: Event) -> None:
             forward_extremities.c.event_id.in_(prev)))
     conn.execute(sa.insert(forward_extremities).values(room_id=event.room_id,
                                                        event_id=event.event_id))
+
+
+def _replace_extremities(conn: Connection, room_id: str, event_ids: list[str]) -> None:
+    conn.execute(sa.delete(forward_extremities).where(forward_extremities.c.room_id == room_id))
+    if event_ids:
+        conn.execute(sa.insert(forward_extremities),
+                     [{"room_id": room_id, "event_id": eid} for eid in event_ids])
+
+
+def _apply_state_delta(conn: Connection, room_id: str,
+                       delta: dict[StateKey, tuple[str, str | None] | None]) -> None:
+    for (event_type, state_key), entry in delta.items():
+        conn.execute(sa.delete(current_state).where(
+            current_state.c.room_id == room_id, current_state.c.type == event_type,
+            current_state.c.state_key == state_key))
+        if entry is not None:
+            conn.execute(sa.insert(current_state).values(
+                room_id=room_id, type=event_type, state_key=state_key, event_id=entry[0],
+                membership=entry[1]))
 
 
 def _update_current_state(conn: Connection, event: Event) -> None:

@@ -28,7 +28,11 @@ V1_TABLES = (
     "rooms", "state_groups", "state_groups_state", "to_device", "users",
 )
 # Federation: remote signing keys, outgoing queues, received transactions.
-V2_TABLES: tuple[str, ...] = ()
+V2_TABLES: tuple[str, ...] = (
+    "federation_outbox", "federation_sender_position",
+    "media",
+    "server_keys",
+)
 
 
 def _create_tables(conn: Connection, names: tuple[str, ...]) -> None:
@@ -41,6 +45,12 @@ def _v1_initial(conn: Connection) -> None:
 
 def _v2_federation(conn: Connection) -> None:
     _create_tables(conn, V2_TABLES)
+    # v1 created `events` from the current table definition, which may have the
+    # column already.
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("events")}
+    if "soft_failed" not in columns:
+        conn.execute(sa.text(
+            "ALTER TABLE events ADD COLUMN soft_failed BOOLEAN NOT NULL DEFAULT FALSE"))
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [

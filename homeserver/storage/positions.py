@@ -31,3 +31,13 @@ def max_state_group(db: Database) -> int:
         return int(conn.execute(sa.select(sa.func.max(schema.state_groups.c.id))).scalar() or 0)
 
     return db.run_sync("max_state_group", txn)
+
+
+def min_event_position(db: Database) -> int:
+    """The lowest event position: backfilled history goes below it."""
+
+    def txn(conn: Connection) -> int:
+        return int(conn.execute(sa.select(sa.func.min(schema.events.c.stream_ordering))).scalar()
+                   or 0)
+
+    return db.run_sync("min_event_position", txn)

@@ -73,6 +73,9 @@ events = sa.Table(
     sa.Column("rejected_reason", Text),
     # Outliers are known events whose place in the room DAG we don't have.
     sa.Column("outlier", sa.Boolean, nullable=False, default=False),
+    # Federation: kept in the DAG, hidden from clients (added by migration v2).
+    sa.Column("soft_failed", sa.Boolean, nullable=False, default=False,
+              server_default=sa.false()),
     # The redaction applied to this event, if any.
     sa.Column("redacted_by", Text),
     # The local device and client transaction ID that sent it (for local echo).
@@ -267,4 +270,49 @@ event_push_actions = sa.Table(
     # The event's thread root, or "main" (counts are partitioned per thread).
     sa.Column("thread_id", Text, nullable=False, default="main"),
     sa.Index("event_push_actions_user", "user_id", "room_id", "stream_ordering"),
+)
+
+# Federation sender: what each destination server is owed, in order. A row is a
+# PDU (event_id) or an EDU (edu_json); txn_id binds it to the transaction that
+# carries it, re-sent with the same txnId until acknowledged.
+federation_outbox = sa.Table(
+    "federation_outbox", metadata,
+    sa.Column("id", BigInt().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("destination", Text, nullable=False),
+    sa.Column("event_id", Text),
+    sa.Column("edu_json", Text),
+    sa.Column("txn_id", Text),
+    sa.Index("federation_outbox_destination", "destination", "id"),
+)
+
+# One row: the stream position up to which local events have been queued.
+federation_sender_position = sa.Table(
+    "federation_sender_position", metadata,
+    sa.Column("stream_ordering", BigInt, nullable=False),
+)
+
+# Local media (the content repository); the bytes live in data_dir/media.
+media = sa.Table(
+    "media", metadata,
+    sa.Column("media_id", Text, primary_key=True),
+    sa.Column("user_id", Text, nullable=False),
+    sa.Column("content_type", Text, nullable=False),
+    sa.Column("upload_name", Text),
+    sa.Column("size", BigInt, nullable=False),
+    sa.Column("created_ts", BigInt, nullable=False),
+)
+
+# Other servers' signing keys, as fetched (directly or through a notary): a
+# current key has valid_until_ts, a former one expired_ts. key_json is the
+# signed document it came from, served again when we act as a notary.
+server_keys = sa.Table(
+    "server_keys", metadata,
+    sa.Column("server_name", Text, primary_key=True),
+    sa.Column("key_id", Text, primary_key=True),
+    sa.Column("verify_key", Text, nullable=False),
+    sa.Column("valid_until_ts", BigInt),
+    sa.Column("expired_ts", BigInt),
+    sa.Column("fetched_ts", BigInt, nullable=False),
+    sa.Column("key_json", Text, nullable=False),
 )

@@ -30,6 +30,17 @@ def _event_id(event_id: str) -> str:
 MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 
 
+def _via(request: Request) -> list[str]:
+    """Servers to join through: `via` (v1.12+) and the older `server_name`."""
+    names: list[str] = []
+    for key in (b"via", b"server_name"):
+        for raw in request.args.get(key, []):
+            name = raw.decode("utf-8", "replace")
+            if identifiers.is_valid_server_name(name):
+                names.append(name)
+    return names
+
+
 def _membership_arg(request: Request, name: str) -> str | None:
     value = query_arg(request, name)
     if value is not None and value not in MEMBERSHIPS:
@@ -69,14 +80,24 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
     async def join_by_id_or_alias(request: Request, target: str) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
-        room_id = await membership.resolve_room(target)
-        await membership.join(who.user_id, room_id, optional(body, "reason", str))
+        room_id, servers = await membership.resolve_room_and_servers(target)
+        await membership.join(who.user_id, room_id, optional(body, "reason", str),
+                              via=[*_via(request), *servers])
+        return 200, {"room_id": room_id}
+
+    async def knock(request: Request, target: str) -> tuple[int, Any]:
+        who = await limited_requester(auth, request, limiter)
+        body = parse_json_body(request)
+        room_id, servers = await membership.resolve_room_and_servers(target)
+        await membership.knock(who.user_id, room_id, optional(body, "reason", str),
+                               via=[*_via(request), *servers])
         return 200, {"room_id": room_id}
 
     async def join_room(request: Request, room_id: str) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
-        await membership.join(who.user_id, room_id_param(room_id), optional(body, "reason", str))
+        await membership.join(who.user_id, room_id_param(room_id), optional(body, "reason", str),
+                              via=_via(request))
         return 200, {"room_id": room_id}
 
     async def leave(request: Request, room_id: str) -> tuple[int, Any]:
@@ -198,6 +219,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         r = f"{prefix}/rooms/{{room_id}}"
         router.add("POST", f"{prefix}/createRoom", create_room)
         router.add("POST", f"{prefix}/join/{{target}}", join_by_id_or_alias)
+        router.add("POST", f"{prefix}/knock/{{target}}", knock)
         router.add("GET", f"{prefix}/joined_rooms", joined_rooms)
         router.add("POST", f"{r}/join", join_room)
         router.add("POST", f"{r}/leave", leave)
