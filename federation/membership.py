@@ -64,6 +64,7 @@ class FederationMembership:
         version = await self._rooms.room_version(room_id)
         if version is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
+        await self._require_acl(room_id, origin)
         if versions is not None and version.identifier not in versions:
             raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
                               "Your server does not support this room's version",
@@ -76,8 +77,16 @@ class FederationMembership:
         _, pdu, event = await self._rooms.template(room_id, MEMBER, user_id, user_id, content)
         if not event.prev_event_ids:
             raise MatrixError(404, Codes.NOT_FOUND, "This server is not in the room")
+        if "join_authorised_via_users_server" in content:
+            # We will countersign it on send_join: judge it as countersigned.
+            event = Event(sign_event(pdu, self._key, version), version)
         await self._require_allowed(event, room_id)
         return {"room_version": version.identifier, "event": pdu}
+
+    async def _require_acl(self, room_id: str, origin: str) -> None:
+        """Spec: room-scoped requests from a server the room's ACL denies get 403."""
+        if await self._receiver.acl_denies(room_id, origin, None):
+            raise MatrixError(403, Codes.FORBIDDEN, "Server denied by the room's server ACL")
 
     async def _require_allowed(self, event: Event, room_id: str) -> None:
         state = await self._state_events(room_id)
@@ -127,16 +136,25 @@ class FederationMembership:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
         if not isinstance(body, dict):
             raise MatrixError(400, Codes.BAD_JSON, "The body must be the signed event")
+        await self._require_acl(room_id, origin)
+        content = body.get("content")
+        authoriser = content.get("join_authorised_via_users_server") \
+            if isinstance(content, dict) else None
+        if membership == "join" and isinstance(authoriser, str):
+            # A restricted join we authorise: it needs our signature too.
+            if not identifiers.is_valid_user_id(authoriser) \
+                    or identifiers.server_of(authoriser) != self.server_name:
+                raise MatrixError(400, Codes.INVALID_PARAM, "Not authorised through us")
+            try:
+                body = sign_event({k: v for k, v in body.items() if k != "unsigned"}, self._key,
+                                  version)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise MatrixError(400, Codes.BAD_JSON, "Malformed event") from exc
         try:
             event = await self._receiver.checked_event(origin, body, version)
         except PduDropped as exc:
             raise MatrixError(400, Codes.BAD_JSON, str(exc)) from exc
         _check_handshake_event(event, membership, origin, room_id, event_id)
-        authoriser = event.content.get("join_authorised_via_users_server")
-        if membership == "join" and isinstance(authoriser, str):
-            if identifiers.server_of(authoriser) != self.server_name:
-                raise MatrixError(400, Codes.INVALID_PARAM, "Not authorised through us")
-            event = Event(sign_event(event.pdu, self._key, version), version)
         before = await self._rooms.current_state(room_id)
         accepted = await self._receiver.receive_checked(origin, event)
         if accepted.rejected_reason is not None:

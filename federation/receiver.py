@@ -71,7 +71,7 @@ class Receiver:
         version = await self._rooms.room_version(room_id)
         if version is None:
             return _event_id_or_none(raw), "unknown room"
-        denied = await self._acl_denies(room_id, origin, raw.get("sender"))
+        denied = await self.acl_denies(room_id, origin, raw.get("sender"))
         if denied:
             logger.warning("refused PDU %s from %s in %s: the room's server ACL denies %s",
                            _event_id_or_none(raw, version), origin, room_id, denied)
@@ -87,7 +87,7 @@ class Receiver:
             return event.event_id, event.rejected_reason
         return event.event_id, None
 
-    async def _acl_denies(self, room_id: str, origin: str, sender: Any) -> str | None:
+    async def acl_denies(self, room_id: str, origin: str, sender: Any) -> str | None:
         """The server the room's m.room.server_acl denies (origin or sender's), if any."""
         acl_id = (await self._rooms.current_state(room_id)).get((SERVER_ACL, ""))
         if acl_id is None:

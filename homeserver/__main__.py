@@ -32,8 +32,20 @@ def _parser() -> argparse.ArgumentParser:
                           "turn:turn.example.org:3478?transport=udp")
     gen.add_argument("--turn-shared-secret", default=None,
                      help="coturn's static-auth-secret (use-auth-secret)")
+    gen.add_argument("--tls-cert", type=Path, default=None,
+                     help="the federation listener's certificate (PEM, chain after it); "
+                          "a self-signed one is generated when omitted")
+    gen.add_argument("--tls-key", type=Path, default=None, help="its private key (PEM)")
+    gen.add_argument("--federation-ca", type=Path, default=None,
+                     help="a CA file trusted (besides the system's) for outgoing federation")
+    gen.add_argument("--federation-insecure", action="store_true",
+                     help="do not verify other servers' certificates (local testing only)")
     run = sub.add_parser("run", help="run the homeserver")
     run.add_argument("--config", required=True, type=Path)
+    rot = sub.add_parser("rotate-signing-key",
+                         help="a new signing key; the old one is published as expired "
+                              "(restart the server afterwards)")
+    rot.add_argument("--config", required=True, type=Path)
     reg = sub.add_parser("register-user", help="create an account")
     reg.add_argument("--config", required=True, type=Path)
     reg.add_argument("user")
@@ -52,11 +64,16 @@ def _run(config_path: Path) -> int:
 
     cfg = config_module.load(config_path)
     setup(cfg.log_level)
+    federation_tls = _federation_tls(cfg)
     hs = build(cfg, reactor)
     listener = cfg.client_listen
     reactor.listenTCP(listener.port, hs.site, interface=listener.host)  # type: ignore[attr-defined]
     logger.info("server_name=%s client_api=http://%s database=%s", cfg.server_name, listener,
                 cfg.database_url.split("@")[-1])
+    if hs.federation_site is not None and cfg.federation_listen is not None:
+        reactor.listenSSL(cfg.federation_listen.port, hs.federation_site,  # type: ignore[attr-defined]
+                          federation_tls, interface=cfg.federation_listen.host)
+        logger.info("federation_api=https://%s", cfg.federation_listen)
     profile_path = os.environ.get("GUILDHALL_PROFILE")
     if profile_path:  # a development aid: cProfile the whole run, dumped at shutdown
         import cProfile
@@ -67,6 +84,22 @@ def _run(config_path: Path) -> int:
         reactor.run()  # type: ignore[attr-defined]
     logger.info("stopped cleanly")
     return 0
+
+
+def _federation_tls(cfg: config_module.Config) -> object:
+    """The federation listener's TLS options (it listens with TLS only), or
+    None without federation; checked before anything starts."""
+    from .tls import server_tls_options
+
+    if cfg.federation_listen is None:
+        return None
+    if cfg.tls_certificate_path is None or cfg.tls_private_key_path is None:
+        raise config_module.ConfigError(
+            "federation_listen needs tls_certificate_path and tls_private_key_path")
+    try:
+        return server_tls_options(cfg.tls_certificate_path, cfg.tls_private_key_path)
+    except (OSError, ValueError) as exc:
+        raise config_module.ConfigError(f"cannot load the TLS certificate: {exc}") from exc
 
 
 def _register_user(args: argparse.Namespace) -> int:
@@ -105,13 +138,21 @@ def main(argv: list[str] | None = None) -> int:
                 database=args.database, enable_registration=args.enable_registration,
                 disable_rate_limits=args.disable_rate_limits,
                 default_room_version=args.default_room_version,
-                turn_uris=args.turn_uris, turn_shared_secret=args.turn_shared_secret)
+                turn_uris=args.turn_uris, turn_shared_secret=args.turn_shared_secret,
+                tls_cert=args.tls_cert, tls_key=args.tls_key,
+                federation_ca=args.federation_ca,
+                federation_insecure=args.federation_insecure)
             print(path)
             return 0
         if args.command == "run":
             return _run(args.config)
         if args.command == "register-user":
             return _register_user(args)
+        if args.command == "rotate-signing-key":
+            from .key_rotation import rotate_signing_key
+
+            print(rotate_signing_key(args.config))
+            return 0
         if args.command == "run-dev":
             path = args.data_dir / "homeserver.yaml"
             if not path.exists():

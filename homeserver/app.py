@@ -17,6 +17,7 @@ from .handlers.account_data import AccountDataHandler
 from .handlers.auth import Authenticator
 from .handlers.devices import DeviceHandler
 from .handlers.e2e_keys import E2eKeysHandler
+from .handlers.media import MediaHandler
 from .handlers.membership import MembershipHandler
 from .handlers.presence import PresenceHandler
 from .handlers.profiles import ProfileHandler
@@ -33,6 +34,7 @@ from .handlers.to_device import ToDeviceHandler
 from .handlers.typing import TypingHandler
 from .handlers.ui_auth import PasswordReauth
 from .handlers.user_directory import UserDirectoryHandler
+from .handlers.hierarchy import SpaceHierarchyHandler
 from .handlers.voip import VoipHandler
 from .rest.client import account as account_rest
 from .rest.client import account_data as account_data_rest
@@ -40,12 +42,14 @@ from .rest.client import devices as devices_rest
 from .rest.client import directory as directory_rest
 from .rest.client import ephemeral as ephemeral_rest
 from .rest.client import keys as keys_rest
+from .rest.client import media as media_rest
 from .rest.client import presence as presence_rest
 from .rest.client import push_rules as push_rules_rest
 from .rest.client import rooms as rooms_rest
 from .rest.client import sync as sync_rest
 from .rest.client import to_device as to_device_rest
 from .rest.client import voip as voip_rest
+from .rest.client import hierarchy as hierarchy_rest
 from .rest.http import JsonRouter, Root, make_site
 from .rooms.state_reader import StateReader
 from .rooms.visibility import Visibility
@@ -56,8 +60,9 @@ from .storage.device_lists import DeviceListStore
 from .storage.directory import DirectoryStore
 from .storage.e2e_keys import EndToEndKeyStore
 from .storage.events import EventStore
+from .storage.media import MediaStore
 from .storage.migrations import migrate
-from .storage.positions import max_state_group, max_stream_position
+from .storage.positions import max_state_group, max_stream_position, min_event_position
 from .storage.presence import PresenceStore
 from .storage.push_actions import PushActionStore
 from .storage.push_rules import PushRuleStore
@@ -111,7 +116,8 @@ def build(config: Config, reactor: Any) -> HomeServer:
     notifier = Notifier(stream)
     push_rules = PushRulesHandler(PushRuleStore(db), account_data, stream, notifier)
     writer = RoomWriter(events, rooms, stream, state_groups, clock, config.signing_key,
-                        push=PushActionEvaluator(events, push_rules, server_name))
+                        push=PushActionEvaluator(events, push_rules, server_name),
+                        backfill_below=min_event_position(db))
     state = StateReader(events)
     visibility = Visibility(events, state)
 
@@ -175,14 +181,20 @@ def build(config: Config, reactor: Any) -> HomeServer:
     to_device_rest.register(router, auth, to_device_handler)
     push_rules_rest.register(router, auth, push_rules)
     directory = DirectoryStore(db)
+    room_directory = RoomDirectoryHandler(writer, rooms, directory)
     directory_rest.register(router, auth, RoomAliasHandler(writer, rooms, server_name),
-                            RoomDirectoryHandler(writer, rooms, directory),
+                            room_directory,
                             UserDirectoryHandler(writer, directory), server_name)
     devices_rest.register(router, auth, DeviceHandler(
         users, accounts, PasswordReauth(users, clock, server_name)))
     keys_rest.register(router, auth, e2e_keys)
+    hierarchy = SpaceHierarchyHandler(writer)
+    hierarchy_rest.register(router, auth, hierarchy)
     voip_rest.register(router, auth, VoipHandler(
         clock, config.turn_uris, config.turn_shared_secret, config.turn_user_lifetime_s))
+    media_rest.register(router, auth, MediaHandler(
+        MediaStore(db, config.data_dir / "media", reactor), clock, server_name,
+        config.max_upload_bytes))
     dispatcher = RequestDispatcher()
     add_room_methods(dispatcher, room_events, limits.messages)
     add_ephemeral_methods(dispatcher, typing, receipts_handler, presence, to_device_handler)
@@ -191,11 +203,15 @@ def build(config: Config, reactor: Any) -> HomeServer:
                             presence=presence)
     accounts.on_logout.append(streams.revoke)
     root = Root(router, {STREAM_PATH: stream_resource(streams)})
-    site = make_site(root, config.max_request_body_bytes)
+    site = make_site(root, config.max_request_body_bytes,
+                     tuple(p.encode() for p in media_rest.UPLOAD_PATHS), config.max_upload_bytes)
     federation_site = None
     if config.federation_listen is not None:
         federation_site = build_federation(FederationParts(
             config=config, reactor=reactor, db=db, clock=clock, writer=writer, events=events,
-            rooms=rooms, users=users, stream=stream, notifier=notifier))
+            rooms=rooms, users=users, stream=stream, notifier=notifier, state=state,
+            membership=membership, profiles=profiles, e2e_keys=e2e_keys, typing=typing,
+            receipts=receipts_handler, presence=presence, to_device=to_device_handler, reads=reads,
+            room_directory=room_directory, hierarchy=hierarchy))
     return HomeServer(config, db, site, clock, users, accounts, writer, notifier, stream,
                       federation_site)

@@ -18,6 +18,8 @@ from federation.protocol import identifiers
 from federation.protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from federation.protocol.signing import ServerKey, generate_server_key
 
+from . import tls
+
 
 class ConfigError(ValueError):
     pass
@@ -46,6 +48,23 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class OldSigningKey:
+    """A former signing key, published in `old_verify_keys` until forgotten."""
+
+    verify_key_base64: str
+    expired_ts: int
+
+
+@dataclass(frozen=True)
+class TrustedKeyServer:
+    """A notary asked for other servers' keys; `verify_keys` pins its own keys
+    (key id -> base64), or is empty to fetch them from it directly."""
+
+    server_name: str
+    verify_keys: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str
     data_dir: Path
@@ -60,11 +79,22 @@ class Config:
     registration_rate: RateLimit = RateLimit(0.2, 5)
     default_room_version: str = DEFAULT_ROOM_VERSION.identifier
     max_request_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 52_428_800
     turn_uris: list[str] = field(default_factory=list)
     turn_shared_secret: str | None = None
     turn_user_lifetime_s: int = 86400
     log_level: str = "INFO"
     config_path: Path | None = None
+    # Federation: the listener's TLS files, outgoing certificate checks, keys.
+    tls_certificate_path: Path | None = None
+    tls_private_key_path: Path | None = None
+    federation_ca_path: Path | None = None
+    federation_verify_certificates: bool = True
+    old_signing_keys: dict[str, OldSigningKey] = field(default_factory=dict)
+    key_valid_for_s: int = 86400
+    trusted_key_servers: list[TrustedKeyServer] = field(default_factory=list)
+    federation_retry_min_s: float = 2.0
+    federation_retry_max_s: float = 600.0
 
 
 TEMPLATE = """\
@@ -117,6 +147,10 @@ default_room_version: "{default_room_version}"
 # 65536 bytes by the spec).
 max_request_body_bytes: 1048576
 
+# The largest media upload accepted (POST /_matrix/media/v3/upload), in bytes.
+# Media files are kept under data_dir/media.
+max_upload_bytes: 52428800
+
 # TURN for voice and video calls (coturn with use-auth-secret). Leave
 # turn_uris empty to offer no TURN server.
 turn:
@@ -126,6 +160,39 @@ turn:
 
 # Logging: DEBUG, INFO, WARNING or ERROR.
 log_level: INFO
+
+# TLS for the federation listener: other servers talk to it over HTTPS only.
+# PEM files: the certificate (then any intermediate certificates) and its
+# private key. `generate-config` makes a self-signed pair for development;
+# in production use a certificate other servers trust for server_name.
+tls_certificate_path: {tls_certificate_path}
+tls_private_key_path: {tls_private_key_path}
+
+# Outgoing federation: a PEM file of CA certificates trusted in addition to
+# the system's (e.g. a private CA on a test network), or null.
+federation_ca: {federation_ca}
+
+# Whether to verify other servers' TLS certificates. Turn it off ONLY for
+# local testing: without verification anyone on the path can impersonate a
+# server.
+federation_verify_certificates: {federation_verify_certificates}
+
+# How long other servers may cache our signing key: /_matrix/key/v2/server
+# answers with valid_until_ts = now + this many seconds.
+key_valid_for_s: 86400
+
+# Former signing keys, published as old_verify_keys so that events they
+# signed still verify: key id -> {{key: <base64 verify key>, expired_ts: <ms>}}.
+old_signing_keys: {{}}
+
+# Notaries asked for a server's signing keys when it cannot be reached
+# itself: a list of {{server_name: NAME, verify_keys: {{<key id>: <base64>}}}}.
+# Empty: keys come only from the servers themselves.
+trusted_key_servers: []
+
+# Backing off a destination that failed: the first wait and its cap, in
+# seconds (the wait doubles at each failure, and resets on success).
+federation_retry: {{min_interval_s: 2, max_interval_s: 600}}
 """
 
 
@@ -141,9 +208,17 @@ def generate(
     default_room_version: str = DEFAULT_ROOM_VERSION.identifier,
     turn_uris: list[str] | None = None,
     turn_shared_secret: str | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    federation_ca: Path | None = None,
+    federation_insecure: bool = False,
 ) -> Path:
-    """Write `data_dir/homeserver.yaml` and return its path."""
+    """Write `data_dir/homeserver.yaml` and return its path.
+
+    Without `tls_cert`/`tls_key`, a self-signed development certificate for
+    the federation listener is written next to it."""
     _check_turn_uris(turn_uris or [])
+    tls_cert, tls_key = _check_tls_files(tls_cert, tls_key, federation_ca)
     if not identifiers.is_valid_server_name(server_name):
         raise ConfigError(f"invalid server name {server_name!r}")
     Listener.parse(client_listen)
@@ -152,6 +227,9 @@ def generate(
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     key = generate_server_key(server_name, "a_" + secrets.token_hex(2))
+    if tls_cert is None or tls_key is None:
+        tls_cert, tls_key = data_dir / "federation.crt", data_dir / "federation.key"
+        tls.generate_self_signed(server_name, tls_cert, tls_key)
     text = TEMPLATE.format(
         server_name=yaml.safe_dump(server_name).strip().removesuffix("...").strip(),
         data_dir=yaml.safe_dump(str(data_dir)).strip().removesuffix("...").strip(),
@@ -165,11 +243,30 @@ def generate(
         # JSON is YAML: a flow list and a double-quoted string, escaped.
         turn_uris=json.dumps(list(turn_uris or [])),
         turn_shared_secret=json.dumps(turn_shared_secret) if turn_shared_secret else "null",
+        tls_certificate_path=json.dumps(str(tls_cert)),
+        tls_private_key_path=json.dumps(str(tls_key)),
+        federation_ca=json.dumps(str(_absolute(federation_ca))) if federation_ca else "null",
+        federation_verify_certificates=str(not federation_insecure).lower(),
     )
     path = data_dir / "homeserver.yaml"
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+def _check_tls_files(cert: Path | None, key: Path | None, ca: Path | None
+                     ) -> tuple[Path | None, Path | None]:
+    """Given TLS files must exist; a certificate needs its key and vice versa."""
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    for path in (cert, key, ca):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"no such file: {path}")
+    return (cert.resolve() if cert else None), (key.resolve() if key else None)
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return path.resolve() if path is not None else None
 
 
 def _check_turn_uris(uris: list[str]) -> list[str]:
@@ -185,6 +282,50 @@ def _rate(raw: Any, default: RateLimit) -> RateLimit:
         return default
     return RateLimit(float(raw.get("per_second", default.per_second)),
                      int(raw.get("burst", default.burst)))
+
+
+def _optional_path(raw: Any) -> Path | None:
+    return Path(str(raw)) if raw else None
+
+
+def _old_signing_keys(raw: Any) -> dict[str, OldSigningKey]:
+    if not isinstance(raw, dict):
+        raise ConfigError("old_signing_keys must map key ids to {key, expired_ts}")
+    keys = {}
+    for key_id, entry in raw.items():
+        if not str(key_id).startswith("ed25519:") or not isinstance(entry, dict):
+            raise ConfigError(f"old_signing_keys: bad entry {key_id!r}")
+        keys[str(key_id)] = OldSigningKey(str(entry["key"]), int(entry["expired_ts"]))
+    return keys
+
+
+def _trusted_key_servers(raw: Any) -> list[TrustedKeyServer]:
+    if not isinstance(raw, list):
+        raise ConfigError("trusted_key_servers must be a list")
+    servers = []
+    for entry in raw:
+        name = str(entry["server_name"]) if isinstance(entry, dict) else ""
+        if not identifiers.is_valid_server_name(name):
+            raise ConfigError(f"trusted_key_servers: bad entry {entry!r}")
+        pinned = entry.get("verify_keys") or {}
+        servers.append(TrustedKeyServer(name, {str(k): str(v) for k, v in pinned.items()}))
+    return servers
+
+
+def _federation_options(raw: dict[str, Any]) -> dict[str, Any]:
+    """The federation options; configs written before they existed get defaults."""
+    retry = raw.get("federation_retry") or {}
+    return {
+        "tls_certificate_path": _optional_path(raw.get("tls_certificate_path")),
+        "tls_private_key_path": _optional_path(raw.get("tls_private_key_path")),
+        "federation_ca_path": _optional_path(raw.get("federation_ca")),
+        "federation_verify_certificates": bool(raw.get("federation_verify_certificates", True)),
+        "old_signing_keys": _old_signing_keys(raw.get("old_signing_keys") or {}),
+        "key_valid_for_s": int(raw.get("key_valid_for_s", 86400)),
+        "trusted_key_servers": _trusted_key_servers(raw.get("trusted_key_servers") or []),
+        "federation_retry_min_s": float(retry.get("min_interval_s", 2)),
+        "federation_retry_max_s": float(retry.get("max_interval_s", 600)),
+    }
 
 
 def load(path: Path) -> Config:
@@ -220,12 +361,14 @@ def load(path: Path) -> Config:
             registration_rate=_rate(rates.get("registration"), RateLimit(0.2, 5)),
             default_room_version=version,
             max_request_body_bytes=int(raw.get("max_request_body_bytes", 1_048_576)),
+            max_upload_bytes=int(raw.get("max_upload_bytes", 52_428_800)),
             turn_uris=_check_turn_uris(list(turn.get("uris") or [])),
             turn_shared_secret=(str(turn["shared_secret"])
                                 if turn.get("shared_secret") is not None else None),
             turn_user_lifetime_s=int(turn.get("user_lifetime_s", 86400)),
             log_level=str(raw.get("log_level", "INFO")).upper(),
             config_path=path,
+            **_federation_options(raw),
         )
     except KeyError as exc:
         raise ConfigError(f"{path} lacks the option {exc.args[0]}") from exc

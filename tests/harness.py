@@ -14,6 +14,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def http_json(method: str, url: str, body: Any = None, token: str | None = None,
               raw: bytes | None = None, timeout: float = 30,
-              headers: dict[str, str] | None = None) -> tuple[int, Any]:
+              headers: dict[str, str] | None = None,
+              context: ssl.SSLContext | None = None) -> tuple[int, Any]:
+    """A JSON request; `context` verifies an https:// server (e.g. against a test CA)."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -55,7 +58,7 @@ def http_json(method: str, url: str, body: Any = None, token: str | None = None,
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             text = response.read()
             return response.status, json.loads(text) if text else None
     except urllib.error.HTTPError as exc:

@@ -9,7 +9,9 @@ servers are reported under `failures`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
+
+from twisted.internet.defer import Deferred, gatherResults
 
 from federation.protocol import identifiers
 from federation.protocol.errors import Codes, MatrixError
@@ -104,6 +106,14 @@ class E2eKeysHandler:
         # asks on every response, the answer changes only on upload, claim, removal.
         self._key_state: InvalidatingCache[tuple[dict[str, int], list[str]]] = \
             InvalidatingCache()
+        # Called with (user_id, device_id, stream position, device keys or None when
+        # the device was deleted) after a local device's keys change; federation
+        # sends these as `m.device_list_update`.
+        self.on_device_change: list[Callable[[str, str, int, dict[str, Any] | None], None]] \
+            = []
+        # Asks other servers for their users' keys (federation.remote_queries.
+        # RemoteQueries); set by the composition root when federation is on.
+        self.remote: Any = None
 
     def _is_mine(self, user_id: str) -> bool:
         return identifiers.server_of(user_id) == self._server_name
@@ -127,7 +137,8 @@ class E2eKeysHandler:
         if device_keys is not None and \
                 await self._keys.set_device_keys(who.user_id, who.device_id, device_keys):
             logger.info("new device keys for %s %s", who.user_id, who.device_id)
-            await self.device_list_changed(who.user_id)
+            position = await self.device_list_changed(who.user_id)
+            self._device_changed(who.user_id, who.device_id, position, device_keys)
         return {"one_time_key_counts": await self.one_time_key_counts(who.user_id,
                                                                       who.device_id)}
 
@@ -137,12 +148,13 @@ class E2eKeysHandler:
         wanted = _user_map(body, "device_keys")
         result: dict[str, Any] = {}
         failures: dict[str, Any] = {}
+        remote: dict[str, dict[str, Any]] = {}
         for user_id, device_ids in wanted.items():
             if not isinstance(device_ids, list) or not all(isinstance(d, str)
                                                            for d in device_ids):
                 raise _bad_json("device_keys values must be lists of device IDs")
             if not self._is_mine(user_id):
-                failures[identifiers.server_of(user_id)] = _FEDERATION_FAILURE
+                remote.setdefault(identifiers.server_of(user_id), {})[user_id] = device_ids
                 continue
             result[user_id] = {}
             for device in await self._keys.query_devices(user_id, device_ids):
@@ -150,18 +162,20 @@ class E2eKeysHandler:
                 if device.display_name is not None:
                     keys["unsigned"] = {"device_display_name": device.display_name}
                 result[user_id][device.device_id] = keys
+        await self._ask_servers(remote, "device_keys", result, failures)
         return {"device_keys": result, "failures": failures}
 
     async def claim(self, body: dict[str, Any]) -> dict[str, Any]:
         wanted = _user_map(body, "one_time_keys")
         result: dict[str, Any] = {}
         failures: dict[str, Any] = {}
+        remote: dict[str, dict[str, Any]] = {}
         for user_id, devices in wanted.items():
             if not isinstance(devices, dict) or not all(isinstance(a, str)
                                                         for a in devices.values()):
                 raise _bad_json("one_time_keys values must map device IDs to algorithms")
             if not self._is_mine(user_id):
-                failures[identifiers.server_of(user_id)] = _FEDERATION_FAILURE
+                remote.setdefault(identifiers.server_of(user_id), {})[user_id] = devices
                 continue
             for device_id, algorithm in devices.items():
                 claimed = await self._keys.claim(user_id, device_id, algorithm)
@@ -169,12 +183,36 @@ class E2eKeysHandler:
                 if claimed is not None:
                     key_id, key = claimed
                     result.setdefault(user_id, {})[device_id] = {key_id: key}
+        await self._ask_servers(remote, "claim_keys", result, failures)
         return {"one_time_keys": result, "failures": failures}
+
+    async def _ask_servers(self, wanted: dict[str, dict[str, Any]], method: str,
+                           result: dict[str, Any], failures: dict[str, Any]) -> None:
+        """Ask each server (concurrently) about its users, through `self.remote`'s
+        `method`; a server that cannot answer is reported under `failures`."""
+        if wanted and self.remote is None:
+            failures.update({server: _FEDERATION_FAILURE for server in wanted})
+            return
+
+        async def ask(server: str, part: dict[str, Any]) -> None:
+            query: Callable[..., Awaitable[dict[str, Any]]] = getattr(self.remote, method)
+            try:
+                result.update(await query(server, part))
+            except MatrixError as exc:
+                failures[server] = {"status": exc.status, "message": exc.message}
+
+        await gatherResults([Deferred.fromCoroutine(ask(s, p)) for s, p in wanted.items()])
 
     # Device lists -------------------------------------------------------------------
 
-    async def device_list_changed(self, user_id: str) -> None:
-        """Record a change on the stream and wake everyone who shares a room."""
+    def _device_changed(self, user_id: str, device_id: str, position: int,
+                        keys: dict[str, Any] | None) -> None:
+        for callback in self.on_device_change:
+            callback(user_id, device_id, position, keys)
+
+    async def device_list_changed(self, user_id: str) -> int:
+        """Record a change on the stream and wake everyone who shares a room;
+        returns its stream position."""
         watchers = await self._rooms.shared_room_users(user_id) | {user_id}
         position = self._stream.allocate()
         try:
@@ -185,6 +223,7 @@ class E2eKeysHandler:
         finally:
             self._stream.finish(position)
         self._notifier.notify(position, users=watchers, kind="device_lists")
+        return position
 
     async def device_removed(self, user_id: str, device_id: str | None) -> None:
         """A device (every device when None) was deleted: its keys go with it."""
@@ -193,7 +232,9 @@ class E2eKeysHandler:
             lambda key: isinstance(key, tuple) and key[0] == user_id
             and (device_id is None or key[1] == device_id))
         if removed:
-            await self.device_list_changed(user_id)
+            position = await self.device_list_changed(user_id)
+            if device_id is not None:  # (all devices at once: remote servers resync later)
+                self._device_changed(user_id, device_id, position, None)
 
     async def changes(self, user_id: str, since: int, upto: int) -> dict[str, Any]:
         changed, left = await self.device_list_changes(user_id, since, upto)

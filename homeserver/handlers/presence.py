@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Coroutine
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 from twisted.internet.defer import Deferred, DeferredLock
 
@@ -160,6 +160,9 @@ class PresenceHandler:
         self._pending_users: set[str] = set()
         self._pending_position = 0
         self._flush_timer: Any = None
+        # Called with each presence change that is stored (federation forwards
+        # those of our users to the servers sharing a room with them).
+        self.on_presence: list[Callable[[UserPresence], None]] = []
 
     def start(self) -> None:
         """Presence stored as online before a restart times out, unless its user
@@ -328,6 +331,12 @@ class PresenceHandler:
             if user is not None:
                 await self._settle(user, self._clock.time_ms())
 
+    async def set_remote_presence(self, state: UserPresence) -> None:
+        """Another server's user (an `m.presence` EDU): stored and shown like ours."""
+        async with self._locks(state.user_id):
+            if state.user_id not in self._users:
+                await self._publish(state)
+
     async def _publish(self, state: UserPresence) -> None:
         rooms = await self._rooms.rooms_for_user(state.user_id, ("join",))
         with self._stream.reserve() as (position,):
@@ -338,6 +347,8 @@ class PresenceHandler:
             self._notifier.changes.mark("presence", position, frozenset(rooms),
                                         frozenset([state.user_id]))
         self._queue_notification(position, rooms.keys(), state.user_id)
+        for callback in self.on_presence:
+            callback(state)
         logger.debug("presence of %s: %s", state.user_id, state.state)
 
     def _queue_notification(self, position: int, rooms: Any, user_id: str) -> None:

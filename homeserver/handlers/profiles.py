@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from federation.protocol import identifiers
 from federation.protocol.errors import Codes, MatrixError
 
 from ..storage.rooms import RoomStore
@@ -23,8 +24,15 @@ class ProfileHandler:
         self._server_name = server_name
         self.membership: Any = None  # set by the composition root (MembershipHandler)
         self.on_profile_change: list[Any] = []
+        # Asks other servers for their users' profiles (federation.remote_queries.
+        # RemoteQueries); set by the composition root when federation is on.
+        self.remote: Any = None
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
+        if identifiers.server_of(user_id) != self._server_name:
+            if self.remote is None:
+                raise MatrixError(404, Codes.NOT_FOUND, "Profile not found")
+            return dict(await self.remote.profile(user_id))
         account = await self._users.get_account(user_id)
         if account is None or account.deactivated:
             raise MatrixError(404, Codes.NOT_FOUND, "Profile not found")

@@ -36,6 +36,8 @@ class ReceiptHandler:
         self._receipts = receipts
         # Called with (user_id, room_id) after a read receipt is stored.
         self.on_receipt: list[Callable[[str, str], None]] = []
+        # Called with each public (m.read) receipt of a local user, once stored.
+        self.on_public_receipt: list[Callable[[Receipt], None]] = []
         self._account_data = account_data
         self._reads = reads
         self._events = events
@@ -91,14 +93,26 @@ class ReceiptHandler:
     async def _put_receipt(self, user_id: str, room_id: str, receipt_type: str, event_id: str,
                            thread_id: str) -> None:
         with self._stream.reserve() as (position,):
-            await self._receipts.put(Receipt(room_id, receipt_type, user_id, thread_id,
-                                             event_id, self._clock.time_ms(), position))
+            receipt = Receipt(room_id, receipt_type, user_id, thread_id, event_id,
+                              self._clock.time_ms(), position)
+            await self._receipts.put(receipt)
         for callback in self.on_receipt:
             callback(user_id, room_id)
+        if receipt_type == READ:
+            for public in self.on_public_receipt:
+                public(receipt)
         if receipt_type == READ_PRIVATE:
             self._notifier.notify(position, users=[user_id], kind="receipts")  # only its owner
         else:
             self._notifier.notify(position, rooms=[room_id], kind="receipts")
+
+    async def store_remote_receipt(self, room_id: str, user_id: str, event_id: str,
+                                   thread_id: str, ts: int) -> None:
+        """A public receipt another server sent (`m.receipt` EDU), shown to the room."""
+        with self._stream.reserve() as (position,):
+            await self._receipts.put(Receipt(room_id, READ, user_id, thread_id, event_id, ts,
+                                             position))
+        self._notifier.notify(position, rooms=[room_id], kind="receipts")
 
     async def _move_read_marker(self, user_id: str, room_id: str, stored: StoredEvent) -> None:
         """The fully-read marker moves forward only (as Synapse's does)."""

@@ -115,6 +115,9 @@ class RoomDirectoryHandler:
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
         writer.add_listener(self._on_event)
+        # Asks other servers for their directories (federation.remote_queries.
+        # RemoteQueries); set by the composition root when federation is on.
+        self.remote: Any = None
 
     def _on_event(self, persisted: PersistedEvent) -> None:
         if persisted.event.is_state() and persisted.event.type in _SUMMARY_TYPES:
@@ -171,6 +174,16 @@ class RoomDirectoryHandler:
         if page and before:
             response["prev_batch"] = str(PageToken(False, page[0][0]))
         return response
+
+    def check_remote_reachable(self, server: str) -> None:
+        """404 when federation is off: no other server's directory can be reached."""
+        if self.remote is None:
+            raise MatrixError(404, Codes.NOT_FOUND, f"Cannot reach the room directory of {server}")
+
+    async def remote_public_rooms(self, server: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Another server's directory, asked over federation (`body` as the client sent it)."""
+        self.check_remote_reachable(server)
+        return dict(await self.remote.public_rooms(server, body))
 
     @staticmethod
     def _filtered(query: PublicRoomsQuery) -> bool:

@@ -3,13 +3,15 @@
 Messages for local devices are queued, each at its own stream position, in the
 same transaction that records the client's txnId, so a retried request is never
 delivered twice. `"*"` means every device of the user. Messages for remote users
-are dropped until federation carries them (`m.direct_to_device` EDUs).
+go to `remote_delivery` (federation's `m.direct_to_device` EDUs), once per txnId;
+without federation they are dropped.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import secrets
+from typing import Any, Awaitable, Callable
 
 from federation.protocol import identifiers
 from federation.protocol.errors import Codes, MatrixError
@@ -27,6 +29,9 @@ ALL_DEVICES = "*"
 
 # (user, device, content)
 Message = tuple[str, str, dict[str, Any]]
+# (sender, event type, message ID, {user: {device or "*": content}}) for other servers
+RemoteDelivery = Callable[[str, str, str, dict[str, dict[str, dict[str, Any]]]],
+                          Awaitable[None]]
 
 
 def parse_messages(messages: Any) -> dict[str, dict[str, dict[str, Any]]]:
@@ -51,6 +56,7 @@ class ToDeviceHandler:
         self._stream = stream
         self._notifier = notifier
         self._server_name = server_name
+        self.remote_delivery: RemoteDelivery | None = None
 
     async def send(self, sender: str, sender_device: str, event_type: str, txn_id: str,
                    messages: Any) -> None:
@@ -70,6 +76,27 @@ class ToDeviceHandler:
                         txn_id, sender, sender_device)
             return
         if positions:
+            self._notifier.notify(max(positions), users={user for user, _, _ in local},
+                                  kind="to_device")
+        remote = {user: by_device for user, by_device in parsed.items()
+                  if identifiers.server_of(user) != self._server_name}
+        if remote and self.remote_delivery is not None:
+            await self.remote_delivery(sender, event_type, secrets.token_urlsafe(16), remote)
+
+    async def deliver_remote(self, origin: str, sender: str, event_type: str,
+                             message_id: str, messages: dict[str, dict[str, dict[str, Any]]]
+                             ) -> None:
+        """Messages another server sent (`m.direct_to_device`) for our users' devices,
+        delivered once per (origin, message_id)."""
+        local = await self._local_messages(
+            {u: d for u, d in messages.items() if identifiers.server_of(u) == self._server_name})
+        txn = (sender, "", f"m.direct_to_device/{origin}/{message_id}")
+        with self._stream.reserve(len(local)) as positions:
+            queued = await self._store.enqueue(
+                sender, event_type,
+                [(user, device, content, position)
+                 for (user, device, content), position in zip(local, positions)], txn)
+        if queued and positions:
             self._notifier.notify(max(positions), users={user for user, _, _ in local},
                                   kind="to_device")
 

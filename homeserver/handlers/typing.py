@@ -26,6 +26,9 @@ class TypingHandler:
         self._rooms = rooms
         self._user_active = user_active
         self._typing: dict[str, dict[str, Any]] = {}  # room -> user -> expiry timer
+        # Called with (room_id, user_id, typing) when a user asks or a timeout ends it
+        # (federation forwards our users' typing to the room's other servers).
+        self.on_typing: list[Callable[[str, str, bool], None]] = []
         self._positions: dict[str, int] = {}  # room -> position of the last change
 
     async def user_typing(self, requester_id: str, room_id: str, user_id: str, typing: bool,
@@ -37,6 +40,7 @@ class TypingHandler:
             raise MatrixError(403, Codes.FORBIDDEN, "You are not joined to this room")
         self.set_typing(room_id, user_id, typing,
                         DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms)
+        self._announce(room_id, user_id, typing)
         if typing and self._user_active is not None:
             self._user_active(user_id)
 
@@ -65,6 +69,11 @@ class TypingHandler:
         users = self._typing.get(room_id, {})
         if users.pop(user_id, None) is not None:
             self._changed(room_id)
+            self._announce(room_id, user_id, False)
+
+    def _announce(self, room_id: str, user_id: str, typing: bool) -> None:
+        for callback in self.on_typing:
+            callback(room_id, user_id, typing)
 
     def _changed(self, room_id: str) -> None:
         position = self._stream.allocate()

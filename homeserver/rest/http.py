@@ -37,20 +37,28 @@ class LimitedRequest(server.Request):
     """A request that stops buffering its body past the configured limit."""
 
     max_body_bytes = 1_048_576
+    # Request-target prefixes (media uploads) allowed bodies up to max_upload_bytes.
+    upload_paths: tuple[bytes, ...] = ()
+    max_upload_bytes = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.body_bytes = 0
         self.body_too_large = False
+        self.body_limit = self.max_body_bytes
 
     def gotLength(self, length: int | None) -> None:
-        if length is not None and length > self.max_body_bytes:
+        # The path is parsed only once the body is in; the channel has the request line's.
+        target = getattr(self.channel, "_path", b"") or b""
+        if self.upload_paths and target.startswith(self.upload_paths):
+            self.body_limit = max(self.max_body_bytes, self.max_upload_bytes)
+        if length is not None and length > self.body_limit:
             self.body_too_large = True
         super().gotLength(None if self.body_too_large else length)
 
     def handleContentChunk(self, data: bytes) -> None:
         self.body_bytes += len(data)
-        if self.body_bytes > self.max_body_bytes:
+        if self.body_bytes > self.body_limit:
             self.body_too_large = True
             return
         if not self.body_too_large:
@@ -70,8 +78,11 @@ class Root(Resource):
         return self._exact.get(request.path, self._router)
 
 
-def make_site(root: Resource, max_body_bytes: int) -> server.Site:
-    request_class = type("Request", (LimitedRequest,), {"max_body_bytes": max_body_bytes})
+def make_site(root: Resource, max_body_bytes: int, upload_paths: tuple[bytes, ...] = (),
+              max_upload_bytes: int = 0) -> server.Site:
+    request_class = type("Request", (LimitedRequest,), {
+        "max_body_bytes": max_body_bytes, "upload_paths": upload_paths,
+        "max_upload_bytes": max_upload_bytes})
     site = server.Site(root, requestFactory=request_class)
     site.displayTracebacks = False
     site.noisy = False

@@ -406,8 +406,9 @@ class RoomWriter:
         async with self._lock(join.room_id):
             snap = await self.snapshot(join.room_id)
             if snap is None or not snap.state:
+                # A room new to us: its whole state becomes current with the join.
                 depth = max((e.depth for e in state.values()), default=0)
-                snap = RoomSnapshot(join.room_id, version, dict(state_ids), None, 0, [], depth)
+                snap = RoomSnapshot(join.room_id, version, {}, None, 0, [], depth)
                 self._remember(snap)
             pending = await self._queue_remote(snap, join, state_ids, heads=[join.event_id])
         return await self._complete(snap, pending, None)
@@ -416,10 +417,10 @@ class RoomWriter:
                             state_before: dict[StateKey, str], heads: list[str] | None = None
                             ) -> _Pending:
         groups: list[NewStateGroup] = []
-        before_group = self._group_for(snap, state_before, groups)
+        before_group, before_chain = self._group_for(snap, state_before, groups)
         after_state, after_group = state_before, before_group
         if event.is_state() and event.rejected_reason is None:
-            delta = self._delta_group(snap, before_group, {event.state_key_tuple: event.event_id})
+            delta = self._after_group(before_group, before_chain, state_before, event)
             groups.append(delta)
             after_state = {**state_before, event.state_key_tuple: event.event_id}
             after_group = delta.group_id
@@ -436,7 +437,7 @@ class RoomWriter:
                 snap.extremities.append(event.event_id)
             new_state = after_state
             if len(snap.extremities) > 1 and old_state != after_state:
-                new_state = await self.resolve(snap.version, [old_state, after_state])
+                new_state = await self.resolve(snap.version, [old_state, after_state], event)
             if new_state == after_state:
                 snap.state_group, snap.chain_length = after_group, self._chain_of(groups, after_group, snap)
             elif new_state != old_state:
@@ -451,7 +452,7 @@ class RoomWriter:
             event=event, stream_ordering=position, state_group_before=before_group,
             state_group_after=after_group if after_group is not None else 0,
             more_state_groups=groups, soft_failed=soft_failed, push_actions=push_actions,
-            current_state_delta=await self._state_delta(old_state, snap.state),
+            current_state_delta=await self._state_delta(old_state, snap.state, event),
             extremities=list(snap.extremities), redacts=event.redacts, replaces_outlier=True,
         )))
         persisted = PersistedEvent(event, position, state_before, before_group, after_group,
@@ -459,21 +460,31 @@ class RoomWriter:
         return _Pending(commit, persisted)
 
     def _group_for(self, snap: RoomSnapshot, state: dict[StateKey, str],
-                   groups: list[NewStateGroup]) -> int:
+                   groups: list[NewStateGroup]) -> tuple[int, int]:
         """The state group holding exactly `state`: the room's current one when
-        they match, else a new full group."""
-        if snap.state_group is not None and state == snap.state:
-            return snap.state_group
-        group = NewStateGroup(self._new_group_id(), None, 0, dict(state))
+        they match, a delta over it when `state` only adds or changes entries
+        (the usual fork), else a new full group."""
+        base = snap.state_group
+        if base is not None and state == snap.state:
+            return base, snap.chain_length
+        if base is not None and snap.state.keys() <= state.keys() \
+                and snap.chain_length + 1 < MAX_STATE_CHAIN:
+            changed = {k: v for k, v in state.items() if snap.state.get(k) != v}
+            group = NewStateGroup(self._new_group_id(), base, snap.chain_length + 1, changed)
+        else:
+            group = NewStateGroup(self._new_group_id(), None, 0, dict(state))
         groups.append(group)
-        return group.group_id
+        return group.group_id, group.chain_length
 
-    def _delta_group(self, snap: RoomSnapshot, base: int, entries: dict[StateKey, str]
-                     ) -> NewStateGroup:
-        chain = snap.chain_length + 1 if base == snap.state_group else 1
-        if chain >= MAX_STATE_CHAIN:
-            chain = 1  # a fresh base group is never far away: rare, and still correct
-        return NewStateGroup(self._new_group_id(), base, chain, entries)
+    def _after_group(self, base: int, base_chain: int, state_before: dict[StateKey, str],
+                     event: Event) -> NewStateGroup:
+        """The group of the state after a state event: a delta over the state
+        before it, or a full group when the delta chain is long enough."""
+        if base_chain + 1 < MAX_STATE_CHAIN:
+            return NewStateGroup(self._new_group_id(), base, base_chain + 1,
+                                 {event.state_key_tuple: event.event_id})
+        return NewStateGroup(self._new_group_id(), None, 0,
+                             {**state_before, event.state_key_tuple: event.event_id})
 
     @staticmethod
     def _chain_of(groups: list[NewStateGroup], group_id: int | None, snap: RoomSnapshot) -> int:
@@ -501,32 +512,36 @@ class RoomWriter:
             return False
         return True
 
-    async def _state_delta(self, old: dict[StateKey, str], new: dict[StateKey, str]
-                           ) -> dict[StateKey, tuple[str, str | None] | None]:
+    async def _state_delta(self, old: dict[StateKey, str], new: dict[StateKey, str],
+                           event: Event) -> dict[StateKey, tuple[str, str | None] | None]:
+        """The current-state rows to change, with each member event's membership
+        (the event being persisted is not in the store yet)."""
         changed = {k: v for k, v in new.items() if old.get(k) != v}
-        members = await self._events.get_events(v for k, v in changed.items() if k[0] == MEMBER)
+        members = await self._events.get_events(v for k, v in changed.items()
+                                                if k[0] == MEMBER and v != event.event_id)
+        members[event.event_id] = event
         delta: dict[StateKey, tuple[str, str | None] | None] = {
             k: (v, members[v].membership if v in members else None) for k, v in changed.items()}
         for key in old.keys() - new.keys():
             delta[key] = None
         return delta
 
-    async def resolve(self, version: RoomVersion, state_sets: list[dict[StateKey, str]]
-                      ) -> dict[StateKey, str]:
-        """State resolution, with the conflicted events' auth chains loaded first."""
+    async def resolve(self, version: RoomVersion, state_sets: list[dict[StateKey, str]],
+                      pending: Event | None = None) -> dict[StateKey, str]:
+        """State resolution, with the conflicted events' auth chains loaded first
+        (`pending` is an event being persisted, not in the store yet)."""
         _, conflicted = separate(state_sets)
         if not conflicted:
             return {k: v for s in state_sets for k, v in s.items()}
-        loaded: dict[str, Event] = {}
+        loaded: dict[str, Event] = {pending.event_id: pending} if pending else {}
         frontier = {eid for ids in conflicted.values() for eid in ids}
         frontier |= {eid for s in state_sets for eid in s.values()}
+        seen: set[str] = set()
         while frontier:
-            found = await self._events.get_events(frontier)
-            loaded.update(found)
-            frontier = {a for e in found.values() for a in e.auth_and_create_event_ids()
-                        if a not in loaded}
-            frontier -= set(found)  # unknown events stay unknown
-            frontier = {a for a in frontier if a not in loaded}
+            seen |= frontier
+            loaded.update(await self._events.get_events(frontier - loaded.keys()))
+            frontier = {a for eid in frontier if eid in loaded
+                        for a in loaded[eid].auth_and_create_event_ids()} - seen
         return resolve_state(version, state_sets, loaded.get)
 
     async def template(self, room_id: str, event_type: str, sender: str, state_key: str,
@@ -572,11 +587,10 @@ class RoomWriter:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
             state = dict(state_before)
             groups: list[NewStateGroup] = []
-            before = self._group_for(snap, state, groups)
+            before, chain = self._group_for(snap, state, groups)
             after = before
             if event.is_state() and event.rejected_reason is None:
-                delta = NewStateGroup(self._new_group_id(), before, 1,
-                                      {event.state_key_tuple: event.event_id})
+                delta = self._after_group(before, chain, state, event)
                 groups.append(delta)
                 after = delta.group_id
             self._backfill_position -= 1

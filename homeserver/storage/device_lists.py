@@ -41,6 +41,17 @@ class DeviceListStore:
 
         return await self._db.run("device_list_changes", txn)
 
+    async def latest_change(self, user_id: str) -> int:
+        """The stream position of the user's latest device-list change (0 if none):
+        the `stream_id` federation's `/user/devices` answers with."""
+
+        def txn(conn: Connection) -> int:
+            value = conn.execute(sa.select(sa.func.max(device_list_changes.c.stream_id)).where(
+                device_list_changes.c.user_id == user_id)).scalar()
+            return int(value) if value is not None else 0
+
+        return await self._db.run("latest_device_list_change", txn)
+
 
 def _joined_rooms(conn: Connection, user_id: str) -> set[str]:
     rows = conn.execute(sa.select(current_state.c.room_id).where(

@@ -14,7 +14,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from signedjson.sign import sign_json
 
@@ -40,6 +40,11 @@ class RoguePeer:
         self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._client_context = ca.client_context()
         self.received: list[tuple[str, str, Any]] = []
+        # What the rogue serves when asked to fill gaps: PDUs by event ID,
+        # the /get_missing_events answer and the /state_ids answer.
+        self.held: dict[str, dict[str, Any]] = {}
+        self.missing_events_answer: list[dict[str, Any]] = []
+        self.state_ids_answer: dict[str, Any] = {"pdu_ids": [], "auth_chain_ids": []}
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -72,8 +77,24 @@ class RoguePeer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                peer.received.append(("GET", self.path, b""))
                 if self.path.startswith("/_matrix/key/v2/server"):
                     self._answer(peer._key_document())
+                elif self.path.startswith("/_matrix/federation/v1/event/"):
+                    wanted = unquote(self.path.split("/")[-1].split("?")[0])
+                    self._answer({"origin": peer.server_name, "origin_server_ts": 0,
+                                  "pdus": [peer.held[wanted]] if wanted in peer.held else []})
+                elif self.path.startswith("/_matrix/federation/v1/state_ids/"):
+                    self._answer(peer.state_ids_answer)
+                else:
+                    self._answer({})
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                peer.received.append(("POST", self.path, body))
+                if "/get_missing_events/" in self.path:
+                    self._answer({"events": peer.missing_events_answer})
                 else:
                     self._answer({})
 

@@ -167,3 +167,66 @@ def test_acl_banned_server_and_soft_failed_events(fed_servers: list[FederatedSer
     answers = acl_room.send(denied)
     assert "error" in answers.get(event_id(denied, VERSION), {"error": "absent"})
     assert "from a denied server" not in timeline_bodies(alice, acl_room.room_id)
+
+
+def test_membership_handshakes_refuse_bad_requests(fed_servers: list[FederatedServer],
+                                                   rogue: RoguePeer, unique: str) -> None:
+    server = fed_servers[0]
+    dest = server.server_name
+    alice = server.register(f"alice{unique}")
+    room_id = create_room(alice, room_version=VERSION)
+    eve = quote(rogue.user_id("eve"))
+    base = f"/_matrix/federation/v1/make_join/{quote(room_id)}"
+    status, answer = rogue.request(dest, "GET", f"{base}/{eve}?ver=1&ver=2")
+    assert status == 400 and answer["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"
+    assert answer["room_version"] == VERSION
+    status, answer = rogue.request(dest, "GET", f"{base}/{quote(alice.user_id)}?ver={VERSION}")
+    assert status == 403  # not the origin's user
+    status, answer = rogue.request(
+        dest, "GET", f"/_matrix/federation/v1/make_join/{quote('!nope:x')}/{eve}?ver={VERSION}")
+    assert status == 404
+    for body in ({}, {"type": "m.room.member"}, {"content": "x", "sender": 5}):
+        status, answer = rogue.request(
+            dest, "PUT", f"/_matrix/federation/v2/send_join/{quote(room_id)}/$x", body)
+        assert status == 400, (body, answer)
+    status, answer = rogue.request(dest, "PUT", f"/_matrix/federation/v2/invite/{quote(room_id)}/$x",
+                                   {"room_version": VERSION, "event": {"type": "m.room.member"}})
+    assert status == 400
+    status, answer = rogue.request(dest, "PUT", f"/_matrix/federation/v2/invite/{quote(room_id)}/$x",
+                                   {"room_version": "99", "event": {}})
+    assert status == 400 and answer["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"
+
+
+def test_gaps_are_filled_with_get_missing_events_then_state_ids(
+        fed_servers: list[FederatedServer], rogue: RoguePeer, unique: str) -> None:
+    server = fed_servers[0]
+    alice = server.register(f"alice{unique}")
+    room = Room(server, alice, rogue)
+    # Three messages; our server is sent only the last: it asks for the two
+    # before it with /get_missing_events.
+    first = room.message("gap 1")
+    room.accept(first)
+    second = room.message("gap 2")
+    room.accept(second)
+    third = room.message("gap 3")
+    room.accept(third)
+    rogue.missing_events_answer = [second, first]
+    assert room.send(third)[event_id(third, VERSION)] == {}
+    wait_for(lambda: timeline_bodies(alice, room.room_id)[-3:] == ["gap 1", "gap 2", "gap 3"],
+             what="the gap filled in order")
+    assert any("/get_missing_events/" in path for _, path, _ in rogue.received)
+
+    # A gap too large for /get_missing_events: the state at the missing prev
+    # event comes from /state_ids and /event.
+    unseen = room.message("never sent")
+    room.accept(unseen)
+    after = room.message("after a big gap")
+    room.accept(after)
+    rogue.missing_events_answer = []
+    state = state_ids(alice, room.room_id)
+    rogue.held = {event_id(unseen, VERSION): unseen}
+    rogue.state_ids_answer = {"pdu_ids": list(state.values()), "auth_chain_ids": []}
+    assert room.send(after)[event_id(after, VERSION)] == {}
+    wait_for(lambda: "after a big gap" in timeline_bodies(alice, room.room_id),
+             what="an event after a big gap")
+    assert any("/state_ids/" in path for _, path, _ in rogue.received)

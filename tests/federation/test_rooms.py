@@ -161,3 +161,45 @@ def test_leave_and_rejoin(fed_servers: list[FederatedServer], unique: str) -> No
     wait_for(lambda: carol.user_id in joined_members(alice, room_id), what="rejoin on A")
     send_text(carol, room_id, "carol is back")
     wait_for(lambda: "carol is back" in timeline_bodies(alice, room_id), what="message after rejoin")
+
+
+def test_knock_on_a_remote_room_then_get_invited(fed_servers: list[FederatedServer],
+                                                 unique: str) -> None:
+    a, b = fed_servers[0], fed_servers[1]
+    alice = a.register(f"alice{unique}")
+    bob = b.register(f"bob{unique}")
+    room_id = create_room(alice, preset="private_chat", room_version="11",
+                          initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                          "content": {"join_rule": "knock"}}])
+    status, answer = bob.request("POST", f"/knock/{quote(room_id)}", {"reason": "let me in"},
+                                 query={"via": [a.server_name]})
+    assert status == 200, answer
+    status, members = alice.request("GET", f"/rooms/{quote(room_id)}/members")
+    knocks = {e["state_key"]: e["content"].get("reason") for e in members["chunk"]
+              if e["content"]["membership"] == "knock"}
+    assert knocks == {bob.user_id: "let me in"}
+    status, _ = alice.request("POST", f"/rooms/{quote(room_id)}/invite", {"user_id": bob.user_id})
+    assert status == 200
+    wait_for(lambda: room_id in invited_rooms(bob), what="invite after knock")
+    assert bob.join(room_id)[0] == 200
+    assert joined_members(alice, room_id) == {alice.user_id, bob.user_id}
+
+
+def test_restricted_join_authorised_by_the_resident_server(
+        fed_servers: list[FederatedServer], unique: str) -> None:
+    a, b = fed_servers[0], fed_servers[1]
+    alice = a.register(f"alice{unique}")
+    bob = b.register(f"bob{unique}")
+    guild = create_room(alice, room_version="11", creation_content={"type": "m.space"})
+    channel = create_room(alice, room_version="11", initial_state=[{
+        "type": "m.room.join_rules", "state_key": "",
+        "content": {"join_rule": "restricted",
+                    "allow": [{"type": "m.room_membership", "room_id": guild}]}}])
+    status, _ = bob.join(channel, via=[a.server_name])
+    assert status == 403  # not in the guild yet
+    assert bob.join(guild, via=[a.server_name])[0] == 200
+    status, answer = bob.join(channel, via=[a.server_name])
+    assert status == 200, answer
+    status, member = alice.request(
+        "GET", f"/rooms/{quote(channel)}/state/m.room.member/{quote(bob.user_id)}")
+    assert member["join_authorised_via_users_server"] == alice.user_id

@@ -29,10 +29,26 @@ def _room_id(room_id: str) -> str:
     return room_id
 
 
-def _check_server(server: str | None, server_name: str) -> None:
-    if server is not None and server != server_name:
-        # Another server's directory comes over federation, which is not here yet.
-        raise MatrixError(404, Codes.NOT_FOUND, f"Cannot reach the room directory of {server}")
+def _remote_server(server: str | None, server_name: str) -> str | None:
+    """The `server` parameter when it names another server (its directory comes
+    over federation), None for ours."""
+    if server is None or server == server_name:
+        return None
+    if not identifiers.is_valid_server_name(server):
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid server name")
+    return server
+
+
+def _remote_post_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A POST body to forward: its fields type-checked, the `since` token opaque."""
+    _room_types(optional(body, "filter", dict, {}))
+    forwarded = {key: body[key] for key in ("limit", "since", "filter", "include_all_networks",
+                                            "third_party_instance_id") if key in body}
+    optional(body, "limit", int)
+    optional(body, "since", str)
+    optional(body, "include_all_networks", bool)
+    optional(body, "third_party_instance_id", str)
+    return forwarded
 
 
 def _since(text: str | None) -> PageToken | None:
@@ -93,15 +109,24 @@ def register(router: JsonRouter, auth: Authenticator, aliases: RoomAliasHandler,
         return 200, {}
 
     async def get_public_rooms(request: Request) -> tuple[int, Any]:
-        _check_server(query_arg(request, "server"), server_name)
         limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+        remote = _remote_server(query_arg(request, "server"), server_name)
+        if remote is not None:
+            room_directory.check_remote_reachable(remote)
+            await requester(auth, request)  # only users may make us ask other servers
+            since = query_arg(request, "since")
+            return 200, await room_directory.remote_public_rooms(
+                remote, {"limit": limit, **({"since": since} if since else {})})
         query = PublicRoomsQuery(limit=limit or DEFAULT_LIMIT,
                                  since=_since(query_arg(request, "since")))
         return 200, await room_directory.public_rooms(query)
 
     async def post_public_rooms(request: Request) -> tuple[int, Any]:
         await requester(auth, request)
-        _check_server(query_arg(request, "server"), server_name)
+        remote = _remote_server(query_arg(request, "server"), server_name)
+        if remote is not None:
+            body = _remote_post_body(parse_json_body(request))
+            return 200, await room_directory.remote_public_rooms(remote, body)
         query = _post_query(parse_json_body(request))
         return 200, await room_directory.public_rooms(query)
 

@@ -1,0 +1,1 @@
+"""Calls: the m.call.* state machine and events, the aiortc engine."""

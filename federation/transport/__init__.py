@@ -1,0 +1,1 @@
+"""Outgoing federation: server discovery, TLS, X-Matrix signed requests, backoff."""

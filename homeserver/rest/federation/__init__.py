@@ -1,0 +1,1 @@
+"""The Server-Server API resources: thin, each area a `register(router, ...)`."""
