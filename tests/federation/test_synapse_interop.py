@@ -16,11 +16,23 @@ from tests.federation.test_rooms import (
 )
 
 
+_since: dict[str, str] = {}
+_seen: dict[tuple[str, str], list[dict]] = {}
+
+
 def ephemeral(account: Account, room_id: str) -> list[dict]:
-    status, answer = account.request("GET", "/sync", query={"timeout": "0"})
+    """Every ephemeral event this account's syncs have shown for the room so far
+    (incremental syncs: Synapse caches an initial sync's answer for a while)."""
+    query = {"timeout": "0"}
+    if account.user_id in _since:
+        query["since"] = _since[account.user_id]
+    status, answer = account.request("GET", "/sync", query=query)
     assert status == 200, answer
-    return answer.get("rooms", {}).get("join", {}).get(room_id, {}).get(
-        "ephemeral", {}).get("events", [])
+    _since[account.user_id] = answer["next_batch"]
+    for joined_room, body in answer.get("rooms", {}).get("join", {}).items():
+        _seen.setdefault((account.user_id, joined_room), []).extend(
+            body.get("ephemeral", {}).get("events", []))
+    return _seen.get((account.user_id, room_id), [])
 
 
 def test_synapse_user_joins_our_room(fed_servers: list[FederatedServer],
@@ -52,6 +64,21 @@ def test_synapse_user_joins_our_room(fed_servers: list[FederatedServer],
     assert status == 200
     wait_for(lambda: any(e["type"] == "m.typing" and sam.user_id in e["content"]["user_ids"]
                          for e in ephemeral(alice, room_id)), what="Synapse typing on ours")
+    # And ours to Synapse: typing, then a read receipt on Synapse's message.
+    status, _ = alice.request("PUT", f"/rooms/{quote(room_id)}/typing/{quote(alice.user_id)}",
+                              {"typing": True, "timeout": 20000})
+    assert status == 200
+    wait_for(lambda: any(e["type"] == "m.typing" and alice.user_id in e["content"]["user_ids"]
+                         for e in ephemeral(sam, room_id)), what="our typing on Synapse")
+    status, chunk = alice.request("GET", f"/rooms/{quote(room_id)}/messages",
+                                  query={"dir": "b", "limit": "5"})
+    hello = next(e["event_id"] for e in chunk["chunk"]
+                 if e["content"].get("body") == "hello alice")
+    status, _ = alice.request("POST", f"/rooms/{quote(room_id)}/receipt/m.read/{quote(hello)}",
+                              {})
+    assert status == 200
+    wait_for(lambda: any(e["type"] == "m.receipt" and hello in e["content"]
+                         for e in ephemeral(sam, room_id)), what="our receipt on Synapse")
 
 
 def test_our_user_joins_a_synapse_room(fed_servers: list[FederatedServer],
@@ -87,8 +114,49 @@ def test_our_user_joins_a_synapse_room(fed_servers: list[FederatedServer],
     assert timeline_bodies(bob, room_id, limit=40)[:12] == history
 
     event_id = send_text(bob, room_id, "read this")
+    wait_for(lambda: "read this" in timeline_bodies(sam, room_id), what="the message on Synapse")
     status, _ = sam.request("POST", f"/rooms/{quote(room_id)}/receipt/m.read/{quote(event_id)}",
                             {})
     assert status == 200
     wait_for(lambda: any(e["type"] == "m.receipt" and event_id in e["content"]
                          for e in ephemeral(bob, room_id)), what="Synapse receipt on ours")
+
+
+def test_synapse_moderation_and_concurrent_state_converge(
+        fed_servers: list[FederatedServer], synapse: SynapsePeer, unique: str) -> None:
+    ours = fed_servers[2]
+    bob = ours.register(f"bob{unique}")
+    sam = synapse.register(f"sam{unique}")
+    status, answer = sam.request("POST", "/createRoom", {"preset": "public_chat"})
+    assert status == 200, answer
+    room_id = answer["room_id"]
+    status, levels = sam.request("GET", f"/rooms/{quote(room_id)}/state/m.room.power_levels")
+    levels.setdefault("users", {})[bob.user_id] = 50
+    levels["state_default"] = 50
+    assert sam.request("PUT", f"/rooms/{quote(room_id)}/state/m.room.power_levels",
+                       levels)[0] == 200
+    assert bob.join(room_id, via=[synapse.server_name])[0] == 200
+    wait_for(lambda: bob.user_id in joined_members(sam, room_id), what="bob on Synapse")
+
+    # Both set the topic at once: each side ends with the same topic.
+    assert bob.request("PUT", f"/rooms/{quote(room_id)}/state/m.room.topic",
+                       {"topic": "ours"})[0] == 200
+    assert sam.request("PUT", f"/rooms/{quote(room_id)}/state/m.room.topic",
+                       {"topic": "theirs"})[0] == 200
+
+    def topics() -> tuple[str | None, str | None]:
+        return tuple(a.request("GET", f"/rooms/{quote(room_id)}/state/m.room.topic")[1]
+                     .get("topic") for a in (bob, sam))  # type: ignore[return-value]
+
+    wait_for(lambda: (lambda t: t[0] == t[1])(topics()), timeout=30, what="topics converge")
+
+    # Synapse's moderator bans our user: it takes effect on our server too.
+    status, _ = sam.request("POST", f"/rooms/{quote(room_id)}/ban",
+                            {"user_id": bob.user_id, "reason": "test"})
+    assert status == 200
+    wait_for(lambda: bob.request("GET", f"/rooms/{quote(room_id)}/state/m.room.member/"
+                                        f"{quote(bob.user_id)}")[1].get("membership") == "ban",
+             what="the ban on ours")
+    status, _ = bob.request("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/after-ban",
+                            {"msgtype": "m.text", "body": "can I?"})
+    assert status == 403
