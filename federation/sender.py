@@ -215,7 +215,8 @@ class FederationSender:
         the other servers in the room; any membership change refreshes the room's
         server list. Events from other servers are their origin's to send, except a
         membership handshake's (see `_relay_destinations`)."""
-        if event.type == MEMBER:
+        if event.is_state():
+            # Any state event may move membership: state resolution can.
             self._hosts.pop(event.room_id, None)
             self._membership_changes += 1
         if identifiers.server_of(event.sender) == self._server_name:

@@ -241,8 +241,7 @@ class CallSession:
 
     async def _apply_one(self, action: Action) -> None:
         if isinstance(action, SendEvent):
-            await self.engine.signalling.send(self.call.room_id, action.event_type,
-                                              action.content)
+            await self._send(action)
         elif isinstance(action, ApplyRemoteDescription):
             await self._apply_remote_description(action)
         elif isinstance(action, AddRemoteCandidates):
@@ -258,13 +257,20 @@ class CallSession:
         elif isinstance(action, RemoteMetadata):
             self.engine.emit_metadata(self, action.metadata)
 
+    async def _send(self, action: SendEvent) -> None:
+        """Send one event; a failure (after the SDK's retries) is logged, never fatal to
+        the local state: a lost hangup still ends the call here."""
+        try:
+            await self.engine.signalling.send(self.call.room_id, action.event_type,
+                                              action.content)
+        except Exception as exc:
+            self.error = f"could not send {action.event_type}: {exc}"
+            logger.warning("call %s: %s", self.call_id, self.error)
+
     async def _apply_remote_description(self, action: ApplyRemoteDescription) -> None:
-        description = RTCSessionDescription(sdp=action.sdp, type=action.kind)
-        if action.kind == "offer" and self.pc.signalingState != "stable":
-            # Both sides renegotiated at once. aiortc cannot roll back our offer, so the
-            # peer's is dropped; the call keeps its current media (a known limitation).
-            logger.warning("call %s: colliding renegotiation offer ignored", self.call_id)
+        if not self._fits_signaling_state(action.kind):
             return
+        description = RTCSessionDescription(sdp=action.sdp, type=action.kind)
         try:
             await self.pc.setRemoteDescription(description)
         except Exception as exc:  # a malformed or incompatible SDP from the peer
@@ -277,10 +283,28 @@ class CallSession:
         if self.call.state is not CallState.RINGING:  # a ringing callee attaches on answer
             self._attach_remote_tracks()
         if action.renegotiation and action.kind == "offer":
+            await self._answer_renegotiation()
+
+    def _fits_signaling_state(self, kind: str) -> bool:
+        expected = "stable" if kind == "offer" else "have-local-offer"
+        if self.pc.signalingState == expected:
+            return True
+        # An offer while ours is pending means both sides renegotiated at once: aiortc
+        # cannot roll ours back, so the peer's is dropped and the call keeps its current
+        # media (a known limitation). An answer to no offer of ours is stale.
+        logger.warning("call %s: remote %s ignored in signaling state %s", self.call_id,
+                       kind, self.pc.signalingState)
+        return False
+
+    async def _answer_renegotiation(self) -> None:
+        try:
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
-            sdp, _ = split_candidates(self.pc.localDescription.sdp)
-            await self._apply(self.call.negotiation_answer(sdp, self.stream_metadata()))
+        except Exception as exc:
+            await self._fail_locally(exc)
+            return
+        sdp, _ = split_candidates(self.pc.localDescription.sdp)
+        await self._apply(self.call.negotiation_answer(sdp, self.stream_metadata()))
 
     async def _add_remote_candidates(self, batch: list[dict[str, Any]]) -> None:
         if not self._remote_applied:

@@ -49,9 +49,6 @@ class FederationEduHandler:
         self._presence = presence
         self._to_device = to_device
         self._e2e_keys = e2e_keys
-        # Called with a remote user whose device list changed (caches of remote
-        # device keys drop the user).
-        self.on_remote_device_list_update: list[Callable[[str], None]] = []
         self._apply: dict[str, Callable[[str, Any], Awaitable[None]]] = {
             formats.TYPING: self._typing_edu, formats.RECEIPT: self._receipt_edu,
             formats.PRESENCE: self._presence_edu, formats.DIRECT_TO_DEVICE: self._to_device_edu,
@@ -114,8 +111,6 @@ class FederationEduHandler:
         update = formats.parse_device_list_update(origin, content)
         if not await self._rooms.rooms_for_user(update.user_id, ("join",)):
             return  # not tracked here: nobody shares a room with them
-        for callback in self.on_remote_device_list_update:
-            callback(update.user_id)
         await self._e2e_keys.device_list_changed(update.user_id)
 
     async def _acl_allows(self, room_id: str, origin: str) -> bool:

@@ -425,39 +425,47 @@ class RoomWriter:
             after_state = {**state_before, event.state_key_tuple: event.event_id}
             after_group = delta.group_id
         soft_failed = event.rejected_reason is None and not await self._allowed_now(snap, event)
-        if soft_failed:
-            logger.info("soft-failed %s (%s) in %s from %s against the current state",
-                        event.event_id, event.type, event.room_id, event.sender)
+        # Whom it notifies is judged by the state before it, as for local events.
+        push_actions = await self._push_actions(snap, event) if not soft_failed else []
         old_state = dict(snap.state)
         if event.rejected_reason is None and not soft_failed:
-            if heads is not None:
-                snap.extremities = list(heads)
-            else:
-                snap.extremities = [e for e in snap.extremities if e not in event.prev_event_ids]
-                snap.extremities.append(event.event_id)
-            new_state = after_state
-            if len(snap.extremities) > 1 and old_state != after_state:
-                new_state = await self.resolve(snap.version, [old_state, after_state], event)
-            if new_state == after_state:
-                snap.state_group, snap.chain_length = after_group, self._chain_of(groups, after_group, snap)
-            elif new_state != old_state:
-                full = NewStateGroup(self._new_group_id(), None, 0, dict(new_state))
-                groups.append(full)
-                snap.state_group, snap.chain_length = full.group_id, 0
-            snap.state = dict(new_state)
-            snap.depth = max(snap.depth, event.depth)
-        push_actions = await self._push_actions(snap, event) if not soft_failed else []
+            await self._advance_remote(snap, event, after_state, after_group, groups, heads)
         position = self._stream.allocate()
         commit = Deferred.fromCoroutine(self._events.persist(PersistRequest(
             event=event, stream_ordering=position, state_group_before=before_group,
-            state_group_after=after_group if after_group is not None else 0,
-            more_state_groups=groups, soft_failed=soft_failed, push_actions=push_actions,
+            state_group_after=after_group, more_state_groups=groups, soft_failed=soft_failed,
+            push_actions=push_actions,
             current_state_delta=await self._state_delta(old_state, snap.state, event),
             extremities=list(snap.extremities), redacts=event.redacts, replaces_outlier=True,
         )))
         persisted = PersistedEvent(event, position, state_before, before_group, after_group,
                                    push_actions, soft_failed)
         return _Pending(commit, persisted)
+
+    async def _advance_remote(self, snap: RoomSnapshot, event: Event,
+                              after_state: dict[StateKey, str], after_group: int,
+                              groups: list[NewStateGroup], heads: list[str] | None) -> None:
+        """An accepted remote event becomes a forward extremity; the room's state
+        becomes the resolution of its old state and the state after the event
+        (or simply the latter when the event follows every extremity)."""
+        if heads is not None:
+            snap.extremities = list(heads)
+        else:
+            snap.extremities = [e for e in snap.extremities if e not in event.prev_event_ids]
+            snap.extremities.append(event.event_id)
+        new_state = after_state
+        if len(snap.extremities) > 1 and snap.state != after_state:
+            new_state = await self.resolve(snap.version, [snap.state, after_state], event)
+        if new_state == after_state:
+            snap.state_group = after_group
+            snap.chain_length = next((g.chain_length for g in groups
+                                      if g.group_id == after_group), snap.chain_length)
+        elif new_state != snap.state:
+            full = NewStateGroup(self._new_group_id(), None, 0, dict(new_state))
+            groups.append(full)
+            snap.state_group, snap.chain_length = full.group_id, 0
+        snap.state = dict(new_state)
+        snap.depth = max(snap.depth, event.depth)
 
     def _group_for(self, snap: RoomSnapshot, state: dict[StateKey, str],
                    groups: list[NewStateGroup]) -> tuple[int, int]:
@@ -485,13 +493,6 @@ class RoomWriter:
                                  {event.state_key_tuple: event.event_id})
         return NewStateGroup(self._new_group_id(), None, 0,
                              {**state_before, event.state_key_tuple: event.event_id})
-
-    @staticmethod
-    def _chain_of(groups: list[NewStateGroup], group_id: int | None, snap: RoomSnapshot) -> int:
-        for group in groups:
-            if group.group_id == group_id:
-                return group.chain_length
-        return snap.chain_length
 
     def _new_group_id(self) -> int:
         group_id = self._state_group_ids.allocate()

@@ -23,6 +23,7 @@ class MemoryRoom:
         self.tasks: list[asyncio.Task[None]] = []
         self.sent: list[dict[str, Any]] = []
         self.blocked: set[str] = set()  # users whose events no longer reach anyone
+        self.offline: set[str] = set()  # users whose sends fail
 
     def signalling(self, user_id: str) -> MemorySignalling:
         return MemorySignalling(self, user_id)
@@ -61,6 +62,8 @@ class MemorySignalling:
 
     async def send(self, room_id: str, event_type: str, content: dict[str, Any]) -> None:
         await asyncio.sleep(0)  # as a network send would, yield first
+        if self.user_id in self.room.offline:
+            raise ConnectionError("homeserver unreachable")
         self.room.deliver(self.user_id, event_type, content)
 
 

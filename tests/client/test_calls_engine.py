@@ -266,3 +266,21 @@ def test_callee_video_on_an_audio_only_invite_is_renegotiated() -> None:
         await video.close()
 
     run(scenario)
+
+
+def test_a_hangup_that_cannot_be_sent_still_ends_both_sides() -> None:
+    async def scenario(room: MemoryRoom, alice: Peer, bob: Peer) -> None:
+        call = await alice.engine.place_call(room.room_id, MediaSet(
+            sources=[audio_source("tone:440")]))
+        ringing = await asyncio.wait_for(bob.incoming.get(), 10)
+        await ringing.answer(MediaSet(sources=[audio_source("tone:330")]))
+        await until(lambda: call.state is CallState.CONNECTED
+                    and ringing.state is CallState.CONNECTED)
+        room.offline.add(ALICE)  # the homeserver is gone for Alice
+        await call.hangup()
+        assert call.state is CallState.ENDED and call.call.end_reason == ev.USER_HANGUP
+        assert call.error is not None and ev.HANGUP in call.error
+        # Bob never hears the hangup; the media stopping ends his side.
+        assert await ringing.wait_ended(15) == ev.ICE_TIMEOUT
+
+    run(scenario, CallOptions(media_timeout_s=2.0))

@@ -23,7 +23,17 @@ from homeserver.storage.stream import StreamIdGenerator
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
-from tests.federation.test_sender import ALICE, HS, REMOTE_A, REMOTE_B, ROOM, World, done
+from tests.federation.test_sender import (  # noqa: F401 (fixtures)
+    ALICE,
+    HS,
+    REMOTE_A,
+    REMOTE_B,
+    ROOM,
+    World,
+    database_url,
+    done,
+    postgres,
+)
 from tests.federation.test_sender import world as sender_world  # noqa: F401 (fixture)
 
 

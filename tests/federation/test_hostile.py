@@ -4,6 +4,7 @@ banned ever reaches a client, garbage gets the spec's errors, never a 5xx."""
 from __future__ import annotations
 
 import copy
+import re
 import time
 from typing import Any, Iterator
 
@@ -119,6 +120,12 @@ def test_forged_tampered_and_unauthorised_pdus_never_reach_clients(
         "GET", f"/rooms/{quote(room.room_id)}/event/{quote(event_id(tampered, VERSION))}")
     assert status == 200, redacted
     assert redacted["content"] == {}
+    # The operator can see why: event ID, origin and the failed rule.
+    origin = re.escape(rogue.server_name)
+    server.wait_for_log(rf"dropped PDU {re.escape(event_id(mis_signed, VERSION))} from "
+                        rf"{origin} .*signature")
+    server.wait_for_log(rf"rejected {re.escape(event_id(topic, VERSION))} \(m\.room\.topic\) "
+                        rf"from {origin} .*rule \d")
 
 
 def test_garbage_transactions_get_spec_errors(fed_servers: list[FederatedServer],
@@ -155,6 +162,8 @@ def test_acl_banned_server_and_soft_failed_events(fed_servers: list[FederatedSer
     assert status == 200
     # Accepted into the DAG (the answer is not the verdict clients see)...
     assert room.send(before_ban)[event_id(before_ban, VERSION)] == {}
+    server.wait_for_log(rf"soft-failed {re.escape(event_id(before_ban, VERSION))} .*from "
+                        rf"{re.escape(rogue.server_name)}")
     send_text(alice, room.room_id, "after the ban")
     time.sleep(0.5)
     assert "sent before the ban, arriving after it" not in timeline_bodies(alice, room.room_id)

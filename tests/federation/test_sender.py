@@ -1,7 +1,7 @@
-"""The outgoing federation sender on real SQLite (transactions inline, time from
-twisted's Clock), against a test double of a remote server that implements only
-the FederationClient interface (`put_json`), so each test decides what the
-network answers and when."""
+"""The outgoing federation sender on real SQLite and PostgreSQL (transactions
+inline, time from twisted's Clock), against a test double of a remote server
+that implements only the FederationClient interface (`put_json`), so each test
+decides what the network answers and when."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from homeserver.storage.events import EventStore
 from homeserver.storage.federation_queue import FederationQueueStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.rooms import RoomStore
+from tests.harness import PostgresCluster, require
 
 HS = "hs.test"
 ROOM = "!room:hs.test"
@@ -38,6 +39,7 @@ ALICE = "@alice:hs.test"
 REMOTE_A = "a.test"
 REMOTE_B = "b.test"
 V10 = get_room_version("10")
+_databases = itertools.count()
 
 
 def done(work: Any) -> Any:
@@ -160,9 +162,26 @@ class World:
         return done(self.store.pending_count(destination))
 
 
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    ok, reason = PostgresCluster.available()
+    require(ok, reason)
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hs.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database(f"sender{next(_databases)}")
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    db = Database(f"sqlite:///{tmp_path / 'hs.db'}")
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    db = Database(database_url)
     migrate(db)
     reactor = ReactorClock()
     reactor.advance(1_000_000)

@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.federation.accounts import Account, quote
 from tests.federation.cluster import FederatedServer
+from tests.federation.synapse import SynapsePeer
 from tests.federation.waiting import wait_until
 
 TIMEOUT_S = 30.0
@@ -178,3 +179,22 @@ def test_a_crashed_sender_resumes_its_queue_after_restart(
         return bodies if sent[-1] in bodies else None
 
     assert wait_until(caught_up, 60.0, "B to get A's queue") == ["before", *sent]
+
+
+def joined_members(account: Account, room_id: str) -> set[str]:
+    status, answer = account.request("GET", f"/rooms/{quote(room_id)}/joined_members")
+    return set(answer.get("joined", {})) if status == 200 else set()
+
+
+def test_the_resident_server_relays_a_newcomers_join(
+        fed_servers: list[FederatedServer], synapse: SynapsePeer, unique: str) -> None:
+    a, b = fed_servers[0], fed_servers[1]
+    alice, bob, room_id = shared_room(a, b, unique)
+    sam = synapse.register(f"sam{unique}")
+    status, answer = sam.join(room_id, via=[a.server_name])  # Synapse asks A only
+    assert status == 200, (answer, synapse.log_tail())
+    # Synapse was not in the room to tell B of its join: A, which answered its
+    # send_join, does.
+    wait_until(lambda: sam.user_id in joined_members(bob, room_id), TIMEOUT_S,
+               "Synapse's join on B")
+    assert sam.user_id in joined_members(alice, room_id)
