@@ -6,7 +6,9 @@ typing, receipts and backfill.
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from tests.federation.accounts import Account, quote
 from tests.federation.cluster import FederatedServer
@@ -160,3 +162,45 @@ def test_synapse_moderation_and_concurrent_state_converge(
     status, _ = bob.request("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/after-ban",
                             {"msgtype": "m.text", "body": "can I?"})
     assert status == 403
+
+
+def test_invites_both_ways(fed_servers: list[FederatedServer], synapse: SynapsePeer,
+                           unique: str) -> None:
+    ours = fed_servers[0]
+    alice = ours.register(f"alice{unique}")
+    sam = synapse.register(f"sam{unique}")
+
+    # Synapse invites our user, who accepts.
+    status, answer = sam.request("POST", "/createRoom", {"preset": "private_chat",
+                                                         "name": "Synapse secret",
+                                                         "invite": [alice.user_id]})
+    assert status == 200, answer
+    theirs = answer["room_id"]
+
+    def invites(account: Any) -> dict[str, Any]:
+        return account.request("GET", "/sync", query={"timeout": "0"})[1]["rooms"]["invite"]
+
+    invite = wait_for(lambda: invites(alice).get(theirs), what="Synapse's invite on ours")
+    assert any(e["type"] == "m.room.name" and e["content"]["name"] == "Synapse secret"
+               for e in invite["invite_state"]["events"])
+    assert alice.join(theirs)[0] == 200
+    wait_for(lambda: alice.user_id in joined_members(sam, theirs), what="accepted on Synapse")
+
+    # Our user invites a Synapse user, who accepts.
+    mine = create_room(alice, preset="private_chat", room_version="11")
+    status, answer = alice.request("POST", f"/rooms/{quote(mine)}/invite",
+                                   {"user_id": sam.user_id})
+    assert status == 200, answer
+    wait_for(lambda: mine in _synapse_invites(sam), what="our invite on Synapse")
+    assert sam.request("POST", f"/rooms/{quote(mine)}/join", {})[0] == 200
+    wait_for(lambda: sam.user_id in joined_members(alice, mine), what="accepted on ours")
+
+
+def _synapse_invites(account: Account) -> dict[str, Any]:
+    """Invites as Synapse reports them, through a filter unique to each call
+    (Synapse caches identical initial syncs for a while)."""
+    query = {"timeout": "0",
+             "filter": json.dumps({"room": {"timeline": {"limit": time.monotonic_ns() % 50 + 1}}})}
+    status, answer = account.request("GET", "/sync", query=query)
+    assert status == 200, answer
+    return answer.get("rooms", {}).get("invite", {})
