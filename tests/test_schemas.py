@@ -42,3 +42,31 @@ def test_unknown_event_types_are_not_validated() -> None:
 def test_message_requires_body_and_msgtype() -> None:
     with pytest.raises(schemas.SchemaError):
         schemas.validate_event_content("m.room.message", {"msgtype": "m.text"})
+
+
+@pytest.mark.parametrize("content", [
+    {"msgtype": "m.image", "body": "cat.png", "url": "mxc://example.org/abc",
+     "info": {"mimetype": "image/png", "size": 31037, "w": 394, "h": 398,
+              "thumbnail_url": "mxc://example.org/def"}},
+    {"msgtype": "m.file", "body": "a.txt", "filename": "a.txt", "file": {"url": "mxc://x/y"}},
+    {"msgtype": "m.audio", "body": "a.ogg", "url": "mxc://x/y", "info": {"duration": 2140}},
+    {"msgtype": "m.location", "body": "Big Ben", "geo_uri": "geo:51.5008,0.1247"},
+    {"msgtype": "m.emote", "body": "waves", "format": "org.matrix.custom.html",
+     "formatted_body": "<b>waves</b>"},
+    {"msgtype": "org.example.custom", "body": "x", "url": 5},
+])
+def test_message_contents_per_msgtype_pass(content: dict) -> None:
+    schemas.validate_event_content("m.room.message", content)
+
+
+@pytest.mark.parametrize("content", [
+    {"msgtype": "m.image", "body": "cat.png", "url": "https://example.org/cat.png"},
+    {"msgtype": "m.video", "body": "v", "url": "mxc://x/y", "info": {"duration": "2s"}},
+    {"msgtype": "m.file", "body": "a", "filename": 5},
+    {"msgtype": "m.location", "body": "Big Ben"},
+    {"msgtype": "m.location", "body": "Big Ben", "geo_uri": "51.5,0.12"},
+])
+def test_message_contents_per_msgtype_fail(content: dict) -> None:
+    with pytest.raises(schemas.SchemaError) as info:
+        schemas.validate_event_content("m.room.message", content)
+    assert info.value.errcode == "M_BAD_JSON"

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.web import server
 from twisted.web.resource import Resource
 
+import schemas
 from federation.protocol import canonical_json
 from federation.protocol.errors import Codes, MatrixError
 
@@ -95,6 +96,9 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     name: str
+    # The request schema (`schemas/requests/<body>.json`) its JSON body must
+    # match; `parse_json_body` applies it. None: a route that reads no JSON body.
+    body: str | None = None
 
 
 def path_pattern(template: str) -> re.Pattern[str]:
@@ -117,10 +121,17 @@ class JsonRouter(Resource):
         self._prefixes = prefixes
         self._routes: list[Route] = []
 
-    def add(self, method: str, template: str, handler: Handler, name: str = "") -> None:
+    def add(self, method: str, template: str, handler: Handler, name: str = "",
+            body: str | None = None) -> None:
+        if body is not None and not schemas.has_schema("requests", body):
+            raise ValueError(f"No request schema {body!r} for {method} {template}")
         for prefix in self._prefixes:
             self._routes.append(Route(method, path_pattern(prefix + template), handler,
-                                      name or template))
+                                      name or template, body))
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self._routes)
 
     def render(self, request: server.Request) -> Any:
         Deferred.fromCoroutine(self._dispatch(request))
@@ -154,6 +165,7 @@ class JsonRouter(Resource):
                 allowed = True
                 continue
             params = {k: _decode_segment(v) for k, v in match.groupdict().items()}
+            request.body_schema = route.body  # type: ignore[attr-defined]
             return await route.handler(request, **params)
         if allowed:
             raise MatrixError(405, Codes.UNRECOGNIZED, "Unrecognized request (wrong method)")
@@ -200,13 +212,28 @@ def read_body(request: server.Request) -> bytes:
 
 
 def parse_json_body(request: server.Request, *, allow_empty: bool = True) -> JsonDict:
-    """The JSON object in the body: M_NOT_JSON if not JSON, M_BAD_JSON if not an object."""
+    """The JSON object in the body: M_NOT_JSON if not JSON, M_BAD_JSON if not an
+    object; then checked against its route's request schema (`Route.body`)."""
     raw = read_body(request)
     if not raw.strip():
-        if allow_empty:
-            return {}
-        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON")
-    return decode_json_object(raw)
+        if not allow_empty:
+            raise MatrixError(400, Codes.NOT_JSON, "Content not JSON")
+        body: JsonDict = {}
+    else:
+        body = decode_json_object(raw)
+    schema = getattr(request, "body_schema", None)
+    if schema is not None:
+        check_request_schema(schema, body)
+    return body
+
+
+def check_request_schema(schema: str, body: Any) -> None:
+    """400 with the schema's errcode (M_BAD_JSON unless it names another)
+    unless `body` matches `schemas/requests/<schema>.json`."""
+    try:
+        schemas.validate_request(schema, body)
+    except schemas.SchemaError as exc:
+        raise MatrixError(exc.status, exc.errcode, str(exc)) from exc
 
 
 def decode_json_object(raw: bytes) -> JsonDict:
@@ -306,18 +333,3 @@ def query_bool(request: server.Request, name: str, default: bool = False) -> boo
     if text in ("false", "0"):
         return False
     raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be true or false")
-
-
-def require(body: JsonDict, key: str, kind: type | tuple[type, ...]) -> Any:
-    if key not in body:
-        raise MatrixError(400, Codes.MISSING_PARAM, f"Missing parameter: {key}")
-    value = body[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid parameter: {key}")
-    return value
-
-
-def optional(body: JsonDict, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-    if key not in body or body[key] is None:
-        return default
-    return require(body, key, kind)

@@ -13,7 +13,7 @@ from ...handlers.account import AccountHandler
 from ...handlers.auth import Authenticator
 from ...handlers.profiles import ProfileHandler
 from ...handlers.ratelimit import RateLimiters
-from ..http import JsonRouter, optional, parse_json_body, query_arg
+from ..http import JsonRouter, parse_json_body, query_arg
 from .common import client_ip, limited_requester, requester, user_id_param
 
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
@@ -104,14 +104,20 @@ def register(router: JsonRouter, auth: Authenticator, accounts: AccountHandler,
         body = parse_json_body(request)
         if field not in ("displayname", "avatar_url"):
             raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown profile field {field}")
-        await profiles.set_field(who.user_id, user_id, field, optional(body, field, str))
+        await profiles.set_field(who.user_id, user_id, field, body.get(field))
         return 200, {}
+
+    async def set_displayname(request: Request, user_id: str) -> tuple[int, Any]:
+        return await set_profile_field(request, user_id, "displayname")
+
+    async def set_avatar_url(request: Request, user_id: str) -> tuple[int, Any]:
+        return await set_profile_field(request, user_id, "avatar_url")
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
         router.add("GET", f"{prefix}/capabilities", capabilities)
         router.add("GET", f"{prefix}/login", login_flows)
-        router.add("POST", f"{prefix}/login", login)
-        router.add("POST", f"{prefix}/register", register_user)
+        router.add("POST", f"{prefix}/login", login, body="client/login")
+        router.add("POST", f"{prefix}/register", register_user, body="client/register")
         router.add("GET", f"{prefix}/register/available", available)
         router.add("POST", f"{prefix}/logout", logout)
         router.add("POST", f"{prefix}/logout/all", logout_all)
@@ -120,5 +126,10 @@ def register(router: JsonRouter, auth: Authenticator, accounts: AccountHandler,
         router.add("GET", f"{prefix}/devices/{{device_id}}", device)
         router.add("GET", f"{prefix}/profile/{{user_id}}", get_profile)
         router.add("GET", f"{prefix}/profile/{{user_id}}/{{field}}", get_profile_field)
-        router.add("PUT", f"{prefix}/profile/{{user_id}}/{{field}}", set_profile_field)
+        router.add("PUT", f"{prefix}/profile/{{user_id}}/displayname", set_displayname,
+                   body="client/setDisplayName")
+        router.add("PUT", f"{prefix}/profile/{{user_id}}/avatar_url", set_avatar_url,
+                   body="client/setAvatarUrl")
+        router.add("PUT", f"{prefix}/profile/{{user_id}}/{{field}}", set_profile_field,
+                   body="client/setProfileField")
     router.add("GET", "/_matrix/client/versions", versions)

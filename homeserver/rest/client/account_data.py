@@ -39,7 +39,9 @@ def register(router: JsonRouter, auth: Authenticator, account_data: AccountDataH
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
         u = f"{prefix}/user/{{user_id}}"
-        router.add("PUT", f"{u}/account_data/{{data_type}}", put_global)
+        router.add("PUT", f"{u}/account_data/{{data_type}}", put_global,
+                   body="client/setAccountData")
         router.add("GET", f"{u}/account_data/{{data_type}}", get_global)
-        router.add("PUT", f"{u}/rooms/{{room_id}}/account_data/{{data_type}}", put_room)
+        router.add("PUT", f"{u}/rooms/{{room_id}}/account_data/{{data_type}}", put_room,
+                   body="client/setAccountDataPerRoom")
         router.add("GET", f"{u}/rooms/{{room_id}}/account_data/{{data_type}}", get_room)

@@ -8,7 +8,7 @@ from twisted.web.server import Request
 
 from ...handlers.auth import Authenticator
 from ...handlers.devices import DeviceHandler
-from ..http import JsonRouter, parse_json_body, require
+from ..http import JsonRouter, parse_json_body
 from .common import requester
 
 
@@ -27,13 +27,14 @@ def register(router: JsonRouter, auth: Authenticator, devices: DeviceHandler) ->
     async def delete_many(request: Request) -> tuple[int, Any]:
         who = await requester(auth, request)
         body = parse_json_body(request, allow_empty=False)
-        await devices.delete(who, require(body, "devices", list), body.get("auth"))
+        await devices.delete(who, body["devices"], body.get("auth"))
         return 200, {}
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
-        router.add("PUT", f"{prefix}/devices/{{device_id}}", rename)
-        router.add("DELETE", f"{prefix}/devices/{{device_id}}", delete_one)
-        router.add("POST", f"{prefix}/delete_devices", delete_many)
+        router.add("PUT", f"{prefix}/devices/{{device_id}}", rename, body="client/updateDevice")
+        router.add("DELETE", f"{prefix}/devices/{{device_id}}", delete_one,
+                   body="client/deleteDevice")
+        router.add("POST", f"{prefix}/delete_devices", delete_many, body="client/deleteDevices")
 
 
 def _body_or_empty(request: Request) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ...handlers.room_directory import (
     RoomDirectoryHandler,
 )
 from ...handlers.user_directory import UserDirectoryHandler
-from ..http import JsonRouter, optional, parse_json_body, query_arg, query_int, require
+from ..http import JsonRouter, parse_json_body, query_arg, query_int
 from .common import requester
 
 
@@ -40,41 +40,25 @@ def _remote_server(server: str | None, server_name: str) -> str | None:
 
 
 def _remote_post_body(body: dict[str, Any]) -> dict[str, Any]:
-    """A POST body to forward: its fields type-checked, the `since` token opaque."""
-    _room_types(optional(body, "filter", dict, {}))
-    forwarded = {key: body[key] for key in ("limit", "since", "filter", "include_all_networks",
-                                            "third_party_instance_id") if key in body}
-    optional(body, "limit", int)
-    optional(body, "since", str)
-    optional(body, "include_all_networks", bool)
-    optional(body, "third_party_instance_id", str)
-    return forwarded
+    """A POST body to forward (its schema checked; the `since` token opaque)."""
+    return {key: body[key] for key in ("limit", "since", "filter", "include_all_networks",
+                                       "third_party_instance_id") if key in body}
 
 
 def _since(text: str | None) -> PageToken | None:
     return PageToken.parse(text) if text else None
 
 
-def _room_types(filter_body: dict[str, Any]) -> list[str | None] | None:
-    types = filter_body.get("room_types")
-    if types is None:
-        return None
-    if not isinstance(types, list) or not all(t is None or isinstance(t, str) for t in types):
-        raise MatrixError(400, Codes.INVALID_PARAM, "room_types must be a list")
-    return types
-
-
-def _post_query(body: dict[str, Any]) -> PublicRoomsQuery:
-    limit = optional(body, "limit", int, DEFAULT_LIMIT)
-    filter_body = optional(body, "filter", dict, {})
-    # Documented but unused (no third-party networks): still typed.
-    optional(body, "include_all_networks", bool)
-    optional(body, "third_party_instance_id", str)
+def post_query(body: dict[str, Any]) -> PublicRoomsQuery:
+    """The query in a `POST /publicRooms` body matching its schema (client and
+    federation alike); `include_all_networks` and `third_party_instance_id`
+    are unused: we have no third-party networks."""
+    filter_body = body.get("filter", {})
     return PublicRoomsQuery(
-        limit=max(1, min(limit, MAX_LIMIT)),
-        since=_since(optional(body, "since", str)),
-        search=optional(filter_body, "generic_search_term", str),
-        room_types=_room_types(filter_body))
+        limit=max(1, min(body.get("limit", DEFAULT_LIMIT), MAX_LIMIT)),
+        since=_since(body.get("since")),
+        search=filter_body.get("generic_search_term"),
+        room_types=filter_body.get("room_types"))
 
 
 def register(router: JsonRouter, auth: Authenticator, aliases: RoomAliasHandler,
@@ -86,7 +70,7 @@ def register(router: JsonRouter, auth: Authenticator, aliases: RoomAliasHandler,
     async def put_alias(request: Request, alias: str) -> tuple[int, Any]:
         who = await requester(auth, request)
         body = parse_json_body(request, allow_empty=False)
-        await aliases.create(who.user_id, alias, require(body, "room_id", str))
+        await aliases.create(who.user_id, alias, body["room_id"])
         return 200, {}
 
     async def delete_alias(request: Request, alias: str) -> tuple[int, Any]:
@@ -104,7 +88,7 @@ def register(router: JsonRouter, auth: Authenticator, aliases: RoomAliasHandler,
     async def put_listing(request: Request, room_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
         body = parse_json_body(request)
-        visibility = optional(body, "visibility", str, "public")
+        visibility = body.get("visibility", "public")
         await room_directory.set_visibility(who.user_id, _room_id(room_id), visibility)
         return 200, {}
 
@@ -127,7 +111,7 @@ def register(router: JsonRouter, auth: Authenticator, aliases: RoomAliasHandler,
         if remote is not None:
             body = _remote_post_body(parse_json_body(request))
             return 200, await room_directory.remote_public_rooms(remote, body)
-        query = _post_query(parse_json_body(request))
+        query = post_query(parse_json_body(request))
         return 200, await room_directory.public_rooms(query)
 
     async def search_users(request: Request) -> tuple[int, Any]:
@@ -136,11 +120,15 @@ def register(router: JsonRouter, auth: Authenticator, aliases: RoomAliasHandler,
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
         router.add("GET", f"{prefix}/directory/room/{{alias}}", get_alias)
-        router.add("PUT", f"{prefix}/directory/room/{{alias}}", put_alias)
+        router.add("PUT", f"{prefix}/directory/room/{{alias}}", put_alias,
+                   body="client/setRoomAlias")
         router.add("DELETE", f"{prefix}/directory/room/{{alias}}", delete_alias)
         router.add("GET", f"{prefix}/rooms/{{room_id}}/aliases", room_aliases)
         router.add("GET", f"{prefix}/directory/list/room/{{room_id}}", get_listing)
-        router.add("PUT", f"{prefix}/directory/list/room/{{room_id}}", put_listing)
+        router.add("PUT", f"{prefix}/directory/list/room/{{room_id}}", put_listing,
+                   body="client/setRoomVisibilityOnDirectory")
         router.add("GET", f"{prefix}/publicRooms", get_public_rooms)
-        router.add("POST", f"{prefix}/publicRooms", post_public_rooms)
-        router.add("POST", f"{prefix}/user_directory/search", search_users)
+        router.add("POST", f"{prefix}/publicRooms", post_public_rooms,
+                   body="client/queryPublicRooms")
+        router.add("POST", f"{prefix}/user_directory/search", search_users,
+                   body="client/searchUserDirectory")

@@ -9,7 +9,7 @@ from twisted.web.server import Request
 from ...handlers.auth import Authenticator
 from ...handlers.receipts import RECEIPT_TYPES, ReceiptHandler
 from ...handlers.typing import TypingHandler
-from ..http import JsonRouter, optional, parse_json_body, require
+from ..http import JsonRouter, parse_json_body
 from .common import requester, room_id_param, user_id_param
 
 
@@ -19,7 +19,7 @@ def register(router: JsonRouter, auth: Authenticator, typing: TypingHandler,
         who = await requester(auth, request)
         body = parse_json_body(request, allow_empty=False)
         await typing.user_typing(who.user_id, room_id_param(room_id), user_id_param(user_id),
-                                 require(body, "typing", bool), optional(body, "timeout", int))
+                                 body["typing"], body.get("timeout"))
         return 200, {}
 
     async def send_receipt(request: Request, room_id: str, receipt_type: str, event_id: str
@@ -27,19 +27,20 @@ def register(router: JsonRouter, auth: Authenticator, typing: TypingHandler,
         who = await requester(auth, request)
         body = parse_json_body(request)
         await receipts.send_receipt(who.user_id, room_id_param(room_id), receipt_type, event_id,
-                                    optional(body, "thread_id", str))
+                                    body.get("thread_id"))
         return 200, {}
 
     async def read_markers(request: Request, room_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
         body = parse_json_body(request)
-        markers = {kind: optional(body, kind, str) for kind in RECEIPT_TYPES}
+        markers = {kind: body.get(kind) for kind in RECEIPT_TYPES}
         await receipts.set_read_markers(who.user_id, room_id_param(room_id),
                                         {k: v for k, v in markers.items() if v})
         return 200, {}
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
         r = f"{prefix}/rooms/{{room_id}}"
-        router.add("PUT", f"{r}/typing/{{user_id}}", set_typing)
-        router.add("POST", f"{r}/receipt/{{receipt_type}}/{{event_id}}", send_receipt)
-        router.add("POST", f"{r}/read_markers", read_markers)
+        router.add("PUT", f"{r}/typing/{{user_id}}", set_typing, body="client/setTyping")
+        router.add("POST", f"{r}/receipt/{{receipt_type}}/{{event_id}}", send_receipt,
+                   body="client/postReceipt")
+        router.add("POST", f"{r}/read_markers", read_markers, body="client/setReadMarker")

@@ -11,7 +11,7 @@ from federation.protocol.errors import Codes, MatrixError
 from ...handlers.auth import Authenticator
 from ...handlers.e2e_keys import E2eKeysHandler
 from ...sync.tokens import SyncToken
-from ..http import JsonRouter, optional, parse_json_body, query_arg
+from ..http import JsonRouter, parse_json_body, query_arg
 from .common import requester
 
 
@@ -22,12 +22,6 @@ def _position(request: Request, name: str) -> int:
     return SyncToken.parse(text).position
 
 
-def _with_timeout(body: dict[str, Any]) -> dict[str, Any]:
-    """Federation is not here, so `timeout` is unused; its type is still checked."""
-    optional(body, "timeout", int)
-    return body
-
-
 def register(router: JsonRouter, auth: Authenticator, keys: E2eKeysHandler) -> None:
     async def upload(request: Request, device_id: str | None = None) -> tuple[int, Any]:
         who = await requester(auth, request)
@@ -35,11 +29,11 @@ def register(router: JsonRouter, auth: Authenticator, keys: E2eKeysHandler) -> N
 
     async def query(request: Request) -> tuple[int, Any]:
         await requester(auth, request)
-        return 200, await keys.query(_with_timeout(parse_json_body(request, allow_empty=False)))
+        return 200, await keys.query(parse_json_body(request, allow_empty=False))
 
     async def claim(request: Request) -> tuple[int, Any]:
         await requester(auth, request)
-        return 200, await keys.claim(_with_timeout(parse_json_body(request, allow_empty=False)))
+        return 200, await keys.claim(parse_json_body(request, allow_empty=False))
 
     async def changes(request: Request) -> tuple[int, Any]:
         who = await requester(auth, request)
@@ -48,9 +42,11 @@ def register(router: JsonRouter, auth: Authenticator, keys: E2eKeysHandler) -> N
         return 200, await keys.changes(who.user_id, since, upto)
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
-        router.add("POST", f"{prefix}/keys/upload", upload)
+        router.add("POST", f"{prefix}/keys/upload", upload, body="client/uploadKeys")
         # r0's `/keys/upload/{deviceId}`: the device is the requester's anyway.
-        router.add("POST", f"{prefix}/keys/upload/{{device_id}}", upload)
-        router.add("POST", f"{prefix}/keys/query", query)
-        router.add("POST", f"{prefix}/keys/claim", claim)
+        router.add("POST", f"{prefix}/keys/upload/{{device_id}}", upload,
+                   body="client/uploadKeys")
+        # `timeout` is unused (the schema still checks its type).
+        router.add("POST", f"{prefix}/keys/query", query, body="client/queryKeys")
+        router.add("POST", f"{prefix}/keys/claim", claim, body="client/claimKeys")
         router.add("GET", f"{prefix}/keys/changes", changes)

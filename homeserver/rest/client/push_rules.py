@@ -9,7 +9,7 @@ from twisted.web.server import Request
 
 from ...handlers.auth import Authenticator
 from ...handlers.push_rules import PushRulesHandler
-from ..http import JsonRouter, parse_json_body, query_arg, require
+from ..http import JsonRouter, parse_json_body, query_arg
 from .common import requester
 
 
@@ -48,7 +48,7 @@ def register(router: JsonRouter, auth: Authenticator, push_rules: PushRulesHandl
 
     async def put_enabled(request: Request, kind: str, rule_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
-        enabled = require(parse_json_body(request, allow_empty=False), "enabled", bool)
+        enabled = parse_json_body(request, allow_empty=False)["enabled"]
         await push_rules.set_enabled(who.user_id, kind, rule_id, enabled)
         return 200, {}
 
@@ -59,7 +59,7 @@ def register(router: JsonRouter, auth: Authenticator, push_rules: PushRulesHandl
 
     async def put_actions(request: Request, kind: str, rule_id: str) -> tuple[int, Any]:
         who = await requester(auth, request)
-        actions = require(parse_json_body(request, allow_empty=False), "actions", list)
+        actions = parse_json_body(request, allow_empty=False)["actions"]
         await push_rules.set_actions(who.user_id, kind, rule_id, actions)
         return 200, {}
 
@@ -69,9 +69,9 @@ def register(router: JsonRouter, auth: Authenticator, push_rules: PushRulesHandl
         router.add("GET", f"{base}/global/", get_global)
         rule = f"{base}/global/{{kind}}/{{rule_id}}"
         router.add("GET", rule, get_rule)
-        router.add("PUT", rule, put_rule)
+        router.add("PUT", rule, put_rule, body="client/setPushRule")
         router.add("DELETE", rule, delete_rule)
         router.add("GET", f"{rule}/enabled", get_enabled)
-        router.add("PUT", f"{rule}/enabled", put_enabled)
+        router.add("PUT", f"{rule}/enabled", put_enabled, body="client/setPushRuleEnabled")
         router.add("GET", f"{rule}/actions", get_actions)
-        router.add("PUT", f"{rule}/actions", put_actions)
+        router.add("PUT", f"{rule}/actions", put_actions, body="client/setPushRuleActions")

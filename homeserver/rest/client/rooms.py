@@ -17,7 +17,7 @@ from ...handlers.room_events import RoomEventHandler
 from ...handlers.room_reads import RoomReadHandler
 from ...sync.filtering import EventFilter
 from ...sync.tokens import SyncToken, TopologicalToken
-from ..http import JsonRouter, optional, parse_json_body, query_arg, query_int, require
+from ..http import JsonRouter, parse_json_body, query_arg, query_int
 from .common import limited_requester, requester, room_id_param
 
 
@@ -28,6 +28,9 @@ def _event_id(event_id: str) -> str:
 
 
 MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
+# The membership actions on another user, and their request schemas.
+TARGET_ACTIONS = {"invite": "client/inviteUser", "kick": "client/kick", "ban": "client/ban",
+                  "unban": "client/unban"}
 
 
 def _via(request: Request) -> list[str]:
@@ -81,7 +84,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
         room_id, servers = await membership.resolve_room_and_servers(target)
-        await membership.join(who.user_id, room_id, optional(body, "reason", str),
+        await membership.join(who.user_id, room_id, body.get("reason"),
                               via=[*_via(request), *servers])
         return 200, {"room_id": room_id}
 
@@ -89,21 +92,21 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
         room_id, servers = await membership.resolve_room_and_servers(target)
-        await membership.knock(who.user_id, room_id, optional(body, "reason", str),
+        await membership.knock(who.user_id, room_id, body.get("reason"),
                                via=[*_via(request), *servers])
         return 200, {"room_id": room_id}
 
     async def join_room(request: Request, room_id: str) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
-        await membership.join(who.user_id, room_id_param(room_id), optional(body, "reason", str),
+        await membership.join(who.user_id, room_id_param(room_id), body.get("reason"),
                               via=_via(request))
         return 200, {"room_id": room_id}
 
     async def leave(request: Request, room_id: str) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         body = parse_json_body(request)
-        await membership.leave(who.user_id, room_id_param(room_id), optional(body, "reason", str))
+        await membership.leave(who.user_id, room_id_param(room_id), body.get("reason"))
         return 200, {}
 
     async def forget(request: Request, room_id: str) -> tuple[int, Any]:
@@ -116,10 +119,10 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         async def handle(request: Request, room_id: str) -> tuple[int, Any]:
             who = await limited_requester(auth, request, limiter)
             body = parse_json_body(request)
-            target = require(body, "user_id", str)
+            target = body["user_id"]
             if not identifiers.is_valid_user_id(target):
                 raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user_id")
-            reason = optional(body, "reason", str)
+            reason = body.get("reason")
             room = room_id_param(room_id)
             if action == "invite":
                 await membership.invite(who.user_id, room, target, reason)
@@ -169,7 +172,7 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
         body = parse_json_body(request)
         redaction_id = await room_events.redact(who.user_id, who.device_id, room_id_param(room_id),
                                                 _event_id(event_id), txn_id,
-                                                optional(body, "reason", str))
+                                                body.get("reason"))
         return 200, {"event_id": redaction_id}
 
     async def messages(request: Request, room_id: str) -> tuple[int, Any]:
@@ -217,24 +220,25 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
         r = f"{prefix}/rooms/{{room_id}}"
-        router.add("POST", f"{prefix}/createRoom", create_room)
-        router.add("POST", f"{prefix}/join/{{target}}", join_by_id_or_alias)
-        router.add("POST", f"{prefix}/knock/{{target}}", knock)
+        router.add("POST", f"{prefix}/createRoom", create_room, body="client/createRoom")
+        router.add("POST", f"{prefix}/join/{{target}}", join_by_id_or_alias,
+                   body="client/joinRoom")
+        router.add("POST", f"{prefix}/knock/{{target}}", knock, body="client/knockRoom")
         router.add("GET", f"{prefix}/joined_rooms", joined_rooms)
-        router.add("POST", f"{r}/join", join_room)
-        router.add("POST", f"{r}/leave", leave)
-        router.add("POST", f"{r}/forget", forget)
-        for action in ("invite", "kick", "ban", "unban"):
-            router.add("POST", f"{r}/{action}", target_action(action))
-        router.add("PUT", f"{r}/send/{{event_type}}/{{txn_id}}", send)
+        router.add("POST", f"{r}/join", join_room, body="client/joinRoomById")
+        router.add("POST", f"{r}/leave", leave, body="client/leaveRoom")
+        router.add("POST", f"{r}/forget", forget, body="client/forgetRoom")
+        for action, schema in TARGET_ACTIONS.items():
+            router.add("POST", f"{r}/{action}", target_action(action), body=schema)
+        router.add("PUT", f"{r}/send/{{event_type}}/{{txn_id}}", send, body="client/sendMessage")
         router.add("GET", f"{r}/state", all_state)
-        router.add("PUT", f"{r}/state/{{event_type}}", put_state)
-        router.add("PUT", f"{r}/state/{{event_type}}/", put_state)
-        router.add("PUT", f"{r}/state/{{event_type}}/{{state_key:*}}", put_state)
+        for state in (f"{r}/state/{{event_type}}", f"{r}/state/{{event_type}}/",
+                      f"{r}/state/{{event_type}}/{{state_key:*}}"):
+            router.add("PUT", state, put_state, body="client/setRoomStateWithKey")
         router.add("GET", f"{r}/state/{{event_type}}", get_state)
         router.add("GET", f"{r}/state/{{event_type}}/", get_state)
         router.add("GET", f"{r}/state/{{event_type}}/{{state_key:*}}", get_state)
-        router.add("PUT", f"{r}/redact/{{event_id}}/{{txn_id}}", redact)
+        router.add("PUT", f"{r}/redact/{{event_id}}/{{txn_id}}", redact, body="client/redactEvent")
         router.add("GET", f"{r}/messages", messages)
         router.add("GET", f"{r}/context/{{event_id}}", context)
         router.add("GET", f"{r}/event/{{event_id}}", get_event)

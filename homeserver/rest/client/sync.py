@@ -90,5 +90,6 @@ def register(router: JsonRouter, auth: Authenticator, sync: SyncHandler,
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
         router.add("GET", f"{prefix}/sync", do_sync)
-        router.add("POST", f"{prefix}/user/{{user_id}}/filter", create_filter)
+        router.add("POST", f"{prefix}/user/{{user_id}}/filter", create_filter,
+                   body="client/defineFilter")
         router.add("GET", f"{prefix}/user/{{user_id}}/filter/{{filter_id}}", get_filter)

@@ -8,7 +8,7 @@ from twisted.web.server import Request
 
 from ...handlers.auth import Authenticator
 from ...handlers.to_device import ToDeviceHandler
-from ..http import JsonRouter, parse_json_body, require
+from ..http import JsonRouter, parse_json_body
 from .common import requester
 
 
@@ -17,8 +17,9 @@ def register(router: JsonRouter, auth: Authenticator, to_device: ToDeviceHandler
         who = await requester(auth, request)
         body = parse_json_body(request, allow_empty=False)
         await to_device.send(who.user_id, who.device_id, event_type, txn_id,
-                             require(body, "messages", dict))
+                             body["messages"])
         return 200, {}
 
     for prefix in ("/_matrix/client/v3", "/_matrix/client/r0"):
-        router.add("PUT", f"{prefix}/sendToDevice/{{event_type}}/{{txn_id}}", send)
+        router.add("PUT", f"{prefix}/sendToDevice/{{event_type}}/{{txn_id}}", send,
+                   body="client/sendToDevice")

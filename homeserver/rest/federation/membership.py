@@ -51,9 +51,14 @@ def register(router: JsonRouter, authenticate: Authenticate,
         return handle
 
     for kind in ("join", "leave", "knock"):
+        schema = f"federation/send{kind.capitalize()}"
         router.add("GET", f"{V1}/make_{kind}/{{room_id}}/{{user_id}}", make(kind))
-        router.add("PUT", f"{V1}/send_{kind}/{{room_id}}/{{event_id}}", send(kind, True))
-    router.add("PUT", f"{V2}/send_join/{{room_id}}/{{event_id}}", send("join", False))
-    router.add("PUT", f"{V2}/send_leave/{{room_id}}/{{event_id}}", send("leave", False))
-    router.add("PUT", f"{V2}/invite/{{room_id}}/{{event_id}}", invite(False))
-    router.add("PUT", f"{V1}/invite/{{room_id}}/{{event_id}}", invite(True))
+        router.add("PUT", f"{V1}/send_{kind}/{{room_id}}/{{event_id}}", send(kind, True),
+                   body=schema)
+        if kind != "knock":
+            router.add("PUT", f"{V2}/send_{kind}/{{room_id}}/{{event_id}}", send(kind, False),
+                       body=schema)
+    router.add("PUT", f"{V2}/invite/{{room_id}}/{{event_id}}", invite(False),
+               body="federation/sendInviteV2")
+    router.add("PUT", f"{V1}/invite/{{room_id}}/{{event_id}}", invite(True),
+               body="federation/sendInviteV1")

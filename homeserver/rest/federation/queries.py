@@ -20,9 +20,9 @@ from ...handlers.room_directory import (
     PublicRoomsQuery,
     RoomDirectoryHandler,
 )
+from ..client.directory import post_query
 from ..http import (
     JsonRouter,
-    optional,
     parse_json_body,
     query_arg,
     query_bool,
@@ -44,21 +44,6 @@ def _required_arg(request: Request, name: str) -> str:
 
 def _since(text: str | None) -> PageToken | None:
     return PageToken.parse(text) if text else None
-
-
-def _post_public_rooms_query(body: dict[str, Any]) -> PublicRoomsQuery:
-    limit = optional(body, "limit", int, DEFAULT_LIMIT)
-    filter_body = optional(body, "filter", dict, {})
-    optional(body, "include_all_networks", bool)
-    optional(body, "third_party_instance_id", str)
-    room_types = filter_body.get("room_types")
-    if room_types is not None and (not isinstance(room_types, list) or not all(
-            t is None or isinstance(t, str) for t in room_types)):
-        raise MatrixError(400, Codes.INVALID_PARAM, "room_types must be a list")
-    return PublicRoomsQuery(limit=max(1, min(limit, MAX_LIMIT)),
-                            since=_since(optional(body, "since", str)),
-                            search=optional(filter_body, "generic_search_term", str),
-                            room_types=room_types)
 
 
 def register(router: JsonRouter, authenticate: Authenticate, queries: FederationQueryHandler,
@@ -93,7 +78,7 @@ def register(router: JsonRouter, authenticate: Authenticate, queries: Federation
 
     async def post_public_rooms(request: Request) -> tuple[int, Any]:
         await authenticate(request)
-        query = _post_public_rooms_query(parse_json_body(request))
+        query = post_query(parse_json_body(request))
         return 200, await directory.public_rooms(query)
 
     async def get_hierarchy(request: Request, room_id: str) -> tuple[int, Any]:
@@ -105,8 +90,10 @@ def register(router: JsonRouter, authenticate: Authenticate, queries: Federation
     router.add("GET", f"{V1}/query/directory", query_directory)
     router.add("GET", f"{V1}/query/profile", query_profile)
     router.add("GET", f"{V1}/user/devices/{{user_id}}", user_devices)
-    router.add("POST", f"{V1}/user/keys/query", keys_query)
-    router.add("POST", f"{V1}/user/keys/claim", keys_claim)
+    router.add("POST", f"{V1}/user/keys/query", keys_query,
+               body="federation/queryUserEncryptionKeys")
+    router.add("POST", f"{V1}/user/keys/claim", keys_claim,
+               body="federation/claimUserEncryptionKeys")
     router.add("GET", f"{V1}/publicRooms", get_public_rooms)
-    router.add("POST", f"{V1}/publicRooms", post_public_rooms)
+    router.add("POST", f"{V1}/publicRooms", post_public_rooms, body="federation/queryPublicRooms")
     router.add("GET", f"{V1}/hierarchy/{{room_id}}", get_hierarchy)

@@ -16,7 +16,7 @@ from ...handlers.federation_reads import (
     FederationReadHandler,
     MissingEventsQuery,
 )
-from ..http import JsonRouter, optional, parse_json_body, query_arg, query_int, require
+from ..http import JsonRouter, parse_json_body, query_arg, query_int
 
 V1 = "/_matrix/federation/v1"
 
@@ -37,9 +37,7 @@ def event_id_param(event_id: str | None, name: str = "event_id") -> str:
     return event_id
 
 
-def _event_ids(values: Any, name: str) -> list[str]:
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise MatrixError(400, Codes.INVALID_PARAM, f"{name} must be a list of event IDs")
+def _event_ids(values: list[str], name: str) -> list[str]:
     return [event_id_param(v, name) for v in values]
 
 
@@ -57,12 +55,13 @@ def _backfill_from(request: Request) -> list[str]:
 
 
 def _missing_events_query(room_id: str, body: dict[str, Any]) -> MissingEventsQuery:
+    """The query in a body matching its schema; the spec's defaults."""
     return MissingEventsQuery(
         room_id=room_id,
-        earliest=_event_ids(require(body, "earliest_events", list), "earliest_events"),
-        latest=_event_ids(require(body, "latest_events", list), "latest_events"),
-        limit=optional(body, "limit", int, 10),
-        min_depth=optional(body, "min_depth", int, 0))
+        earliest=_event_ids(body["earliest_events"], "earliest_events"),
+        latest=_event_ids(body["latest_events"], "latest_events"),
+        limit=body.get("limit", 10),
+        min_depth=body.get("min_depth", 0))
 
 
 def register(router: JsonRouter, authenticate: Authenticate,
@@ -105,4 +104,5 @@ def register(router: JsonRouter, authenticate: Authenticate,
     router.add("GET", f"{V1}/state_ids/{{room_id}}", get_state_ids)
     router.add("GET", f"{V1}/event_auth/{{room_id}}/{{event_id}}", get_event_auth)
     router.add("GET", f"{V1}/backfill/{{room_id}}", get_backfill)
-    router.add("POST", f"{V1}/get_missing_events/{{room_id}}", post_missing_events)
+    router.add("POST", f"{V1}/get_missing_events/{{room_id}}", post_missing_events,
+               body="federation/getMissingPreviousEvents")

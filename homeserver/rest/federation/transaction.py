@@ -15,8 +15,6 @@ from typing import Any, Awaitable, Callable, Protocol
 from twisted.internet.defer import DeferredLock
 from twisted.web.server import Request
 
-from federation.protocol.errors import Codes, MatrixError
-
 from ..http import JsonRouter, parse_json_body
 
 logger = logging.getLogger(__name__)
@@ -65,14 +63,9 @@ class TransactionResource:
 
 
 def _parse(body: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-    pdus = body.get("pdus", [])
-    edus = body.get("edus", [])
-    if not isinstance(pdus, list) or not isinstance(edus, list):
-        raise MatrixError(400, Codes.BAD_JSON, "pdus and edus must be arrays")
-    if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
-        raise MatrixError(400, Codes.BAD_JSON,
-                          f"At most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs a transaction")
-    return pdus, edus
+    """The PDUs and EDUs of a body; the route's schema (federation/sendTransaction)
+    has checked both are arrays within MAX_PDUS and MAX_EDUS."""
+    return body.get("pdus", []), body.get("edus", [])
 
 
 def register(router: JsonRouter, authenticate: Authenticate,
@@ -82,4 +75,5 @@ def register(router: JsonRouter, authenticate: Authenticate,
         body = parse_json_body(request, allow_empty=False)
         return 200, await transactions.on_transaction(origin, txn_id, body)
 
-    router.add("PUT", "/_matrix/federation/v1/send/{txn_id}", send)
+    router.add("PUT", "/_matrix/federation/v1/send/{txn_id}", send,
+               body="federation/sendTransaction")
