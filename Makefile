@@ -7,7 +7,7 @@ DATA := data
 # xdist workers; the machine has two cores.
 WORKERS ?= 2
 
-.PHONY: run test venv lint clean bench
+.PHONY: run test venv lint clean bench bench-federation
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 # Pass options with BENCH_ARGS, e.g. `make bench BENCH_ARGS=--quick`.
 bench: $(STAMP)
 	$(PY) -m bench.cs_load $(BENCH_ARGS)
+
+# Federation delivery latency and big-room joins, Guildhall and Synapse over TLS on loopback.
+bench-federation: $(STAMP)
+	$(PY) -m bench.federation $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports

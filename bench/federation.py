@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,22 +38,22 @@ from typing import Any
 
 import aiohttp
 
+from tests.federation.certs import TestCA
+from tests.federation.cluster import FederatedServer
+from tests.federation.synapse import SynapsePeer
+
 from . import federation_report, procstat
 from . import federation_workloads as fw
 from .cs_load import _cpu_model, _loadavg
 from .guildhall_server import guildhall_version
 from .synapse_server import DEFAULT_VENV, DEFAULT_VERSION, ensure_synapse, synapse_version
 from .workloads import Api, User, register
-from tests.federation.certs import TestCA
-from tests.federation.cluster import FederatedServer
-from tests.federation.synapse import SynapsePeer
 
 logger = logging.getLogger("bench.federation")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # A block of loopback addresses no test bed uses (tests draw from 127.0.0.2-241).
 ADDRESS_PREFIX = "127.0.9."
-PRODUCTS = ("guildhall", "synapse")
 
 FULL = {"messages": 200, "delivery_reps": 3, "members": 500, "state_events": 2000,
         "join_reps": 3}
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None,
                             help=f"default {value} (quick: {QUICK[key]})")
     parser.add_argument("--skip", default="", help="comma-separated: delivery, joins")
+    parser.add_argument("--paths", default="",
+                        help="only these comma-separated paths, e.g. guildhall->guildhall "
+                             "(delivery: sender->receiver; joins: joiner->room holder)")
     parser.add_argument("--room-version", default="12")
     parser.add_argument("--synapse-version", default=DEFAULT_VERSION)
     parser.add_argument("--synapse-venv", type=Path, default=DEFAULT_VENV)
@@ -122,9 +126,10 @@ class TestBed:
     synapse_python: Path | None
     room_version: str
     keep_logs: Path | None
-    ca: TestCA | None = None
+    paths: set[str]
+    ca: TestCA = field(init=False)
     peers: list[Peer] = field(default_factory=list)
-    _hosts: Any = field(default_factory=lambda: itertools.count(1))
+    _hosts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         self.ca = TestCA(Path(tempfile.mkdtemp(prefix="bench-federation-ca-")))
@@ -161,39 +166,55 @@ class TestBed:
                     target.write_bytes(path.read_bytes())
         peer.server.cleanup()
 
-    async def close(self) -> None:
+    async def stop_all(self) -> None:
         for peer in list(self.peers):
             await self.stop(peer)
-        if self.ca is not None:
-            shutil.rmtree(self.ca.directory, ignore_errors=True)
+
+    async def close(self) -> None:
+        await self.stop_all()
+        shutil.rmtree(self.ca.directory, ignore_errors=True)
+
+
+# Synapse delays a server's federation requests past 10 a second (500 ms each): off here,
+# as the client-side limits are, so the delivery loop measures latency, not a throttle.
+FEDERATION_UNLIMITED = {"window_size": 1000, "sleep_limit": 100000, "sleep_delay": 1,
+                        "reject_limit": 100000, "concurrent": 100000}
 
 
 class BenchSynapse(SynapsePeer):
-    """The test-bed Synapse with cheap password hashing: only the set-up registers users."""
+    """The test-bed Synapse, with cheap password hashing (only the set-up registers users)
+    and no limit on incoming federation requests."""
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "bcrypt_rounds": 4}
+        return {**super().config(), "bcrypt_rounds": 4, "rc_federation": FEDERATION_UNLIMITED}
+
+
+def _selected(paths: list[tuple[str, str]], wanted: set[str]) -> list[tuple[str, str]]:
+    return [path for path in paths if not wanted or "->".join(path) in wanted]
 
 
 # -- 1. delivery -----------------------------------------------------------------------
 
 DELIVERY_PATHS = [("guildhall", "guildhall"), ("guildhall", "synapse"),
                   ("synapse", "guildhall"), ("synapse", "synapse")]
+# The servers at each path's ends: two of each product, so that no path loops back.
+DELIVERY_ENDS = {("guildhall", "guildhall"): ("G1", "G2"), ("guildhall", "synapse"): ("G1", "S1"),
+                 ("synapse", "guildhall"): ("S1", "G1"), ("synapse", "synapse"): ("S1", "S2")}
+PRODUCT_OF_LABEL = {"G": "guildhall", "S": "synapse"}
 
 
 async def run_delivery(bed: TestBed, sizes: dict[str, int], results: dict[str, Any]) -> None:
-    """Two servers of each product; each path's sender and receiver are distinct servers."""
-    ours_a, ours_b, syn_a, syn_b = await asyncio.gather(
-        bed.start("guildhall", "G1"), bed.start("guildhall", "G2"),
-        bed.start("synapse", "S1"), bed.start("synapse", "S2"))
-    ends = {("guildhall", "guildhall"): (ours_a, ours_b), ("guildhall", "synapse"): (ours_a, syn_a),
-            ("synapse", "guildhall"): (syn_a, ours_a), ("synapse", "synapse"): (syn_a, syn_b)}
-    users = dict(zip((ours_a.label, ours_b.label, syn_a.label, syn_b.label), await asyncio.gather(
-        *(peer.register(f"fed{peer.label.lower()}") for peer in (ours_a, ours_b, syn_a, syn_b))),
-        strict=True))
+    """Starts the servers the selected paths need, then runs every path `delivery_reps`
+    times, interleaved, so that slow drifts of the machine's load hit every path alike."""
+    paths = _selected(DELIVERY_PATHS, bed.paths)
+    labels = sorted({label for path in paths for label in DELIVERY_ENDS[path]})
+    peers = dict(zip(labels, await asyncio.gather(
+        *(bed.start(PRODUCT_OF_LABEL[label[0]], label) for label in labels)), strict=True))
+    users = dict(zip(labels, await asyncio.gather(
+        *(peers[label].register(f"fed{label.lower()}") for label in labels)), strict=True))
     for rep in range(sizes["delivery_reps"]):
-        for path in DELIVERY_PATHS:
-            sender, receiver = ends[path]
+        for path in paths:
+            sender, receiver = (peers[label] for label in DELIVERY_ENDS[path])
             key = f"{path[0]}->{path[1]}"
             entry = results.setdefault(key, {"reps": [], "failures": [],
                                              "servers": f"{sender.label} -> {receiver.label}"})
@@ -212,7 +233,7 @@ async def run_delivery(bed: TestBed, sizes: dict[str, int], results: dict[str, A
             entry["reps"].append(result)
             logger.info("delivery %s #%d: %s", key, rep + 1,
                         {k: round(v, 1) for k, v in result.items()})
-    for peer in (ours_a, ours_b, syn_a, syn_b):
+    for peer in peers.values():
         await bed.stop(peer)
 
 
@@ -237,42 +258,47 @@ async def _big_room(bed: TestBed, product: str, sizes: dict[str, int]
     return holder, creator, room
 
 
-def _partial_state_cleared(peer: Peer, room_id: str) -> bool:
-    """Synapse logs this when a faster (partial-state) join finishes its state resync."""
+def _partial_state_join(peer: Peer, room_id: str) -> bool:
+    """Synapse logs the start and the end of a partial-state ("faster join") resync."""
     if peer.product != "synapse":
         return False
-    return re.search(f"Clearing partial-state flag for {re.escape(room_id)}",
-                     peer.server.log()) is not None
+    pattern = rf"(Syncing state for room|Clearing partial-state flag for) {re.escape(room_id)}"
+    return re.search(pattern, peer.server.log()) is not None
 
 
 async def _one_join(bed: TestBed, joiner_product: str, holder: Peer, holder_user: User,
-                    room_id: str, rep: int) -> dict[str, float]:
+                    room_id: str, rep: int) -> tuple[Peer, dict[str, float]]:
+    """A fresh server joins the room, then leaves it. It is not stopped: the room now holds
+    its signed events, which later joiners must verify with its key."""
     joiner = await bed.start(joiner_product, f"J{joiner_product[0].upper()}{rep + 1}"
                                              f"-{holder.label}")
-    try:
-        user = await joiner.register("joiner")
-        result = await fw.remote_join(joiner.api, user, room_id, holder.server_name)
-        result["partial_state_join"] = float(_partial_state_cleared(joiner, room_id))
-        if await fw.leave(joiner.api, user, room_id):
-            # Gone from the holder's view too, so the next repetition joins the same room size.
-            await fw.wait_for_member_gone(holder.api, holder_user, room_id, user.user_id)
-        return result
-    finally:
-        await bed.stop(joiner)
+    user = await joiner.register("joiner")
+    result = await fw.remote_join(joiner.api, user, room_id, holder.server_name)
+    result["partial_state_join"] = float(_partial_state_join(joiner, room_id))
+    if await fw.leave(joiner.api, user, room_id):
+        # Gone from the holder's view too, so the next repetition joins the same room size.
+        await fw.wait_for_member_gone(holder.api, holder_user, room_id, user.user_id)
+    return joiner, result
 
 
 async def run_joins(bed: TestBed, sizes: dict[str, int], results: dict[str, Any]) -> None:
-    holders = dict(zip(PRODUCTS, await asyncio.gather(
-        *(_big_room(bed, product, sizes) for product in PRODUCTS)), strict=True))
+    """Builds a big room on each product the selected paths need (at once), then runs
+    every path `join_reps` times, interleaved."""
+    paths = _selected(JOIN_PATHS, bed.paths)
+    products = sorted({holder for _, holder in paths})
+    holders = dict(zip(products, await asyncio.gather(
+        *(_big_room(bed, product, sizes) for product in products)), strict=True))
     results["rooms"] = {product: room for product, (_, _, room) in holders.items()}
+    joiners: list[Peer] = []
     for rep in range(sizes["join_reps"]):
-        for joiner_product, holder_product in JOIN_PATHS:
+        for joiner_product, holder_product in paths:
             holder, holder_user, room = holders[holder_product]
             key = f"{joiner_product}->{holder_product}"
             entry = results.setdefault(key, {"reps": [], "failures": []})
             try:
-                result = await _one_join(bed, joiner_product, holder, holder_user,
-                                         room["room_id"], rep)
+                joiner, result = await _one_join(bed, joiner_product, holder, holder_user,
+                                                 room["room_id"], rep)
+                joiners.append(joiner)
             except Exception as exc:  # noqa: BLE001 - one broken path must not end the run
                 logger.warning("join %s #%d failed: %s", key, rep + 1, exc)
                 entry["failures"].append(f"#{rep + 1}: {type(exc).__name__}: {exc}"[:400])
@@ -280,8 +306,8 @@ async def run_joins(bed: TestBed, sizes: dict[str, int], results: dict[str, Any]
             entry["reps"].append(result)
             logger.info("join %s #%d: %s", key, rep + 1,
                         {k: round(v, 2) for k, v in result.items()})
-    for holder, _, _ in holders.values():
-        await bed.stop(holder)
+    for peer in [*joiners, *(holder for holder, _, _ in holders.values())]:
+        await bed.stop(peer)
 
 
 # -- main ------------------------------------------------------------------------------
@@ -291,12 +317,19 @@ async def _run(args: argparse.Namespace, sizes: dict[str, int], synapse_python: 
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
-        bed = TestBed(session, synapse_python, args.room_version, args.keep_logs)
+        paths = {part.strip() for part in args.paths.split(",") if part.strip()}
+        bed = TestBed(session, synapse_python, args.room_version, args.keep_logs, paths)
         try:
-            if "delivery" not in skip:
-                await run_delivery(bed, sizes, results.setdefault("delivery", {}))
-            if "joins" not in skip:
-                await run_joins(bed, sizes, results.setdefault("joins", {}))
+            for phase, run in (("delivery", run_delivery), ("joins", run_joins)):
+                if phase in skip:
+                    continue
+                phase_results = results.setdefault(phase, {})
+                try:
+                    await run(bed, sizes, phase_results)
+                except Exception as exc:  # noqa: BLE001 - reported; the other phase still runs
+                    logger.error("%s set-up failed: %s", phase, exc)
+                    phase_results["set-up"] = {"failures": [f"{type(exc).__name__}: {exc}"[:400]]}
+                    await bed.stop_all()
         finally:
             await bed.close()
 
