@@ -131,7 +131,8 @@ class RoguePeer:
         event_id = Event(signed, version).event_id
         status, answer = self.request(
             destination, "PUT",
-            f"/_matrix/federation/v2/send_join/{quote(room_id, safe='')}/{quote(event_id, safe='')}",
+            f"/_matrix/federation/v2/send_join/{quote(room_id, safe='')}/"
+            f"{quote(event_id, safe='')}",
             signed)
         assert status == 200, answer
         return signed

@@ -198,10 +198,11 @@ def test_membership_handshakes_refuse_bad_requests(fed_servers: list[FederatedSe
         status, answer = rogue.request(
             dest, "PUT", f"/_matrix/federation/v2/send_join/{quote(room_id)}/$x", body)
         assert status == 400, (body, answer)
-    status, answer = rogue.request(dest, "PUT", f"/_matrix/federation/v2/invite/{quote(room_id)}/$x",
+    invite = f"/_matrix/federation/v2/invite/{quote(room_id)}/$x"
+    status, answer = rogue.request(dest, "PUT", invite,
                                    {"room_version": VERSION, "event": {"type": "m.room.member"}})
     assert status == 400
-    status, answer = rogue.request(dest, "PUT", f"/_matrix/federation/v2/invite/{quote(room_id)}/$x",
+    status, answer = rogue.request(dest, "PUT", invite,
                                    {"room_version": "99", "event": {}})
     assert status == 400 and answer["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION"
 

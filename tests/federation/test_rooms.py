@@ -160,7 +160,8 @@ def test_leave_and_rejoin(fed_servers: list[FederatedServer], unique: str) -> No
     assert carol.join(room_id, via=[a.server_name])[0] == 200
     wait_for(lambda: carol.user_id in joined_members(alice, room_id), what="rejoin on A")
     send_text(carol, room_id, "carol is back")
-    wait_for(lambda: "carol is back" in timeline_bodies(alice, room_id), what="message after rejoin")
+    wait_for(lambda: "carol is back" in timeline_bodies(alice, room_id),
+             what="message after rejoin")
 
 
 def test_knock_on_a_remote_room_then_get_invited(fed_servers: list[FederatedServer],
