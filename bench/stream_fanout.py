@@ -84,24 +84,48 @@ def _event_ids(body: dict[str, Any]) -> list[str]:
     return ids
 
 
-async def _stream_listener(api: Api, listener: Listener, ready: asyncio.Event,
-                           stop: asyncio.Event, connected: list[int]) -> None:
+@dataclass
+class Crowd:
+    """The listeners of one measurement: how many are connected, and when any of
+    them last heard something from the server."""
+
+    size: int
+    connected: int = 0
+    last_heard: float = 0.0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def joined(self) -> None:
+        self.connected += 1
+        self.last_heard = time.perf_counter()
+        if self.connected >= self.size:
+            self.ready.set()
+
+    async def quiet(self, for_s: float = 1.0, at_most_s: float = 120.0) -> None:
+        """Until nobody has heard anything for `for_s`. Each listener coming
+        online is a presence change pushed to all the others: with 500 of them
+        that storm takes a while, and a message sent into it measures the
+        storm's backlog, not the fan-out."""
+        deadline = time.perf_counter() + at_most_s
+        while time.perf_counter() < deadline and \
+                time.perf_counter() - self.last_heard < for_s:
+            await asyncio.sleep(0.1)
+
+
+async def _stream_listener(api: Api, listener: Listener, crowd: Crowd) -> None:
     ws = await api.http.ws_connect(api.base + STREAM,
                                    headers={"Authorization": f"Bearer {listener.token}"},
                                    heartbeat=None, max_msg_size=0)
     try:
         await ws.receive_json()
-        connected[0] += 1
-        if connected[0] >= connected[1]:
-            ready.set()
-        while not stop.is_set():
-            try:
-                message = await asyncio.wait_for(ws.receive(), timeout=0.5)
-            except asyncio.TimeoutError:
-                continue
+        crowd.joined()
+        while not crowd.stop.is_set():
+            # No timeout per frame (wait_for makes a task each time, which cost
+            # the client more CPU than parsing): _measure cancels the listeners.
+            message = await ws.receive()
             if message.type != aiohttp.WSMsgType.TEXT:
                 break
-            now = time.perf_counter()
+            now = crowd.last_heard = time.perf_counter()
             frame = json.loads(message.data)
             for event_id in _event_ids(frame.get("data", {})):
                 listener.received.setdefault(event_id, now)
@@ -109,17 +133,16 @@ async def _stream_listener(api: Api, listener: Listener, ready: asyncio.Event,
         await ws.close()
 
 
-async def _sync_listener(api: Api, listener: Listener, ready: asyncio.Event,
-                         stop: asyncio.Event, connected: list[int]) -> None:
+async def _sync_listener(api: Api, listener: Listener, crowd: Crowd) -> None:
     body = await api.call("GET", "/_matrix/client/v3/sync?timeout=0", listener.token)
     since = body["next_batch"]
-    connected[0] += 1
-    if connected[0] >= connected[1]:
-        ready.set()
-    while not stop.is_set():
+    crowd.joined()
+    while not crowd.stop.is_set():
         body = await api.call("GET", f"/_matrix/client/v3/sync?timeout=2000&since={since}",
                               listener.token)
         now = time.perf_counter()
+        if body.get("rooms", {}).get("join") or body.get("presence", {}).get("events"):
+            crowd.last_heard = now
         for event_id in _event_ids(body):
             listener.received.setdefault(event_id, now)
         since = body["next_batch"]
@@ -127,12 +150,11 @@ async def _sync_listener(api: Api, listener: Listener, ready: asyncio.Event,
 
 async def _measure(api: Api, sender_token: str, listeners: list[Listener], rooms: list[str],
                    messages_per_room: int, transport: str) -> dict[str, Any]:
-    ready, stop = asyncio.Event(), asyncio.Event()
-    connected = [0, len(listeners)]
+    crowd = Crowd(len(listeners))
     run = _stream_listener if transport == "stream" else _sync_listener
-    tasks = [asyncio.create_task(run(api, lst, ready, stop, connected)) for lst in listeners]
-    await asyncio.wait_for(ready.wait(), timeout=120)
-    await asyncio.sleep(1.0)  # let every long-poll settle
+    tasks = [asyncio.create_task(run(api, lst, crowd)) for lst in listeners]
+    await asyncio.wait_for(crowd.ready.wait(), timeout=120)
+    await crowd.quiet()
     by_room: dict[str, list[Listener]] = {}
     for lst in listeners:
         by_room.setdefault(lst.room_id, []).append(lst)
@@ -161,7 +183,9 @@ async def _measure(api: Api, sender_token: str, listeners: list[Listener], rooms
                     missed += 1
             latencies += this_message
             per_message_max.append(round(max(this_message, default=0), 1))
-    stop.set()
+    crowd.stop.set()
+    for task in tasks:
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "transport": transport, "listeners": len(listeners), "rooms": len(rooms),

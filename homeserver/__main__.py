@@ -60,6 +60,7 @@ def _run(config_path: Path) -> int:
     from twisted.internet import reactor
 
     from .app import build
+    from .gc_tuning import tune_for_server
     from .logsetup import setup
 
     cfg = config_module.load(config_path)
@@ -74,6 +75,7 @@ def _run(config_path: Path) -> int:
         reactor.listenSSL(cfg.federation_listen.port, hs.federation_site,  # type: ignore[attr-defined]
                           federation_tls, interface=cfg.federation_listen.host)
         logger.info("federation_api=https://%s", cfg.federation_listen)
+    tune_for_server()
     profile_path = os.environ.get("GUILDHALL_PROFILE")
     if profile_path:  # a development aid: cProfile the whole run, dumped at shutdown
         import cProfile

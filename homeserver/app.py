@@ -113,7 +113,7 @@ def build(config: Config, reactor: Any) -> HomeServer:
 
     stream = StreamIdGenerator(max_stream_position(db))
     state_groups = StreamIdGenerator(max_state_group(db))
-    notifier = Notifier(stream)
+    notifier = Notifier(stream, clock)
     push_rules = PushRulesHandler(PushRuleStore(db), account_data, stream, notifier)
     writer = RoomWriter(events, rooms, stream, state_groups, clock, config.signing_key,
                         push=PushActionEvaluator(events, push_rules, server_name),

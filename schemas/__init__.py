@@ -8,7 +8,7 @@ server, the client and the tests can all use it.
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -88,6 +88,7 @@ def _retrieve(uri: str) -> referencing.Resource[Any]:
 _REGISTRY: referencing.Registry[Any] = referencing.Registry(retrieve=_retrieve)
 
 
+@lru_cache(maxsize=1024)  # asked for each event sent; event types come from clients
 def has_schema(kind: str, name: str) -> bool:
     return bool(_file(kind, name).is_file())
 

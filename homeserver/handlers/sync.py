@@ -82,6 +82,10 @@ class SyncHandler:
         self._joined_rooms: InvalidatingCache[frozenset[str]] = InvalidatingCache()
         self._last_joins: InvalidatingCache[int | None] = InvalidatingCache()
         self._room_members: InvalidatingCache[frozenset[str]] = InvalidatingCache(20_000)
+        # (room, since) -> (the members asked about, those whose presence changed),
+        # valid while the stream stays at `_presence_memo_at` (_room_presence_changes).
+        self._presence_memo: dict[tuple[str, int], tuple[frozenset[str], frozenset[str]]] = {}
+        self._presence_memo_at = -1
         self._visibility = visibility
         self._rooms = rooms
         self._state = state
@@ -115,21 +119,32 @@ class SyncHandler:
         if req.since is not None and req.since.to_device:
             await self._to_device.delete_upto(req.user_id, req.device_id, req.since.to_device)
         upto = self._notifier.current
-        response, has_news = await self._build(req, upto)
-        if has_news or req.since is None or req.timeout_ms <= 0 or req.full_state:
-            return response
+        if req.since is None or req.timeout_ms <= 0 or req.full_state:
+            return (await self._build(req, upto))[0]
+        response: dict[str, Any] | None = None
+        if not self._quiet_since(req.since, upto):
+            response, has_news = await self._build(req, upto)
+            if has_news:
+                return response
         # Invites and knocks target the user, so joined rooms and the user suffice.
         waiter = self._notifier.wait(req.user_id, await self.joined_rooms(req.user_id), upto)
         timer = self._clock.call_later(req.timeout_ms / 1000, waiter.cancel)
         try:
             await waiter
-        except defer.CancelledError:
-            return response  # timed out: nothing new
+        except defer.CancelledError:  # timed out: nothing new
+            return response if response is not None else (await self._build(req, upto))[0]
         finally:
             if timer.active():
                 timer.cancel()
         response, _ = await self._build(req, self._notifier.current)
         return response
+
+    @staticmethod
+    def _quiet_since(since: SyncToken, upto: int) -> bool:
+        """Nothing can be new: every change takes a stream position, and none was
+        taken since the token (nor are to-device messages left over from a capped
+        response). A stream re-enters here after every frame it sends."""
+        return since.position == upto and not since.to_device
 
     async def _build(self, req: SyncRequest, upto: int) -> tuple[dict[str, Any], bool]:
         since = req.since.position if req.since is not None else None
@@ -202,9 +217,24 @@ class SyncHandler:
         changed = {user} if changes.user_changed(user, ("presence",), since) else set()
         for room_id in await self.joined_rooms(user):
             if changes.room_changed(room_id, ("presence",), since):
-                changed.update(m for m in await self.room_members(room_id)
-                               if changes.user_changed(m, ("presence",), since))
+                changed |= self._room_presence_changes(
+                    room_id, await self.room_members(room_id), since, changes)
         return changed
+
+    def _room_presence_changes(self, room_id: str, members: frozenset[str], since: int,
+                               changes: ChangeIndex) -> frozenset[str]:
+        """The members whose presence changed since `since`. Every member woken by
+        one change asks the same question: scanning a 500-member room for each of
+        its 500 listeners was quadratic, so the answer is kept until the stream moves."""
+        current = self._notifier.current
+        if current != self._presence_memo_at:
+            self._presence_memo.clear()
+            self._presence_memo_at = current
+        found = self._presence_memo.get((room_id, since))
+        if found is None or found[0] is not members:  # new members: ask again
+            found = self._presence_memo[(room_id, since)] = (members, frozenset(
+                m for m in members if changes.user_changed(m, ("presence",), since)))
+        return found[1]
 
     async def room_members(self, room_id: str) -> frozenset[str]:
         async def load() -> frozenset[str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .glob import contains_words, matches
 from .rules import LEGACY_MENTION_RULES, Json, PushRule
@@ -119,8 +120,17 @@ class _Evaluation:
             return False
         # Only stored conditions are shared: content, room and sender rules build
         # theirs afresh on each call, and a freed object's id may be reused.
-        shared = rule.kind in ("override", "underride")
-        return all(self.condition(c, shared) for c in rule.effective_conditions())
+        if rule.kind not in ("override", "underride"):
+            return all(self.condition(c) for c in rule.effective_conditions())
+        if rule.personal:
+            return all(self.condition(c, shared=True) for c in rule.conditions)
+        # Recipients sharing a (default) rule share its list of conditions too.
+        key = id(rule.conditions)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = all(self.condition(c, shared=True)
+                                         for c in rule.conditions)
+        return found
 
     def condition(self, cond: Json, shared: bool = False) -> bool:
         """Every condition but `contains_display_name` is a function of the event

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 _FLAGS = re.IGNORECASE | re.DOTALL
 _NON_WORD = "[^A-Za-z0-9_]"
@@ -47,32 +47,57 @@ class GlobMatcher:
     words: bool
 
     def matches(self, text: str) -> bool:
+        if not self._may_match(text):
+            return False
         if len(self.chunks) == 1:
             return self._single(text)
         return self._starred(text)
 
+    @cached_property
+    def _pieces(self) -> tuple[str, ...] | None:
+        """The lowered literal pieces every match contains, when all are ASCII."""
+        pieces = tuple(p.lower() for chunk in self.chunks for p in chunk.split("?") if p)
+        return pieces if all(p.isascii() for p in pieces) else None
+
+    def _may_match(self, text: str) -> bool:
+        """A substring test that spares most texts the regexes (push rules run
+        for every recipient of every event). Exact only where ASCII case folding
+        is all there is, so other texts always go on to the regexes."""
+        if self._pieces is None or not text.isascii():
+            return True
+        lowered = text.lower()
+        return all(piece in lowered for piece in self._pieces)
+
+    @cached_property
+    def _regexes(self) -> tuple[re.Pattern[str], ...]:
+        """One regex per chunk, built once: the first and the last carry the
+        word boundaries their place needs (a single chunk carries both)."""
+        bodies = [_chunk_regex(chunk) for chunk in self.chunks]
+        if self.words:
+            bodies[0] = _WORD_START + bodies[0]
+            bodies[-1] += _WORD_END
+        return tuple(_compile(body) for body in bodies)
+
     def _single(self, text: str) -> bool:
-        body = _chunk_regex(self.chunks[0])
         if not self.words:
-            return _compile(body).fullmatch(text) is not None
-        return _compile(_WORD_START + body + _WORD_END).search(text) is not None
+            return self._regexes[0].fullmatch(text) is not None
+        return self._regexes[0].search(text) is not None
 
     def _starred(self, text: str) -> bool:
-        first, *middle, last = self.chunks
-        start_regex = _compile((_WORD_START if self.words else "") + _chunk_regex(first))
-        found = start_regex.search(text) if self.words else start_regex.match(text)
+        first, *middle, last = self._regexes
+        found = first.search(text) if self.words else first.match(text)
         if found is None:
             return False
-        end = len(text) if self.words else len(text) - len(last)
+        end = len(text) if self.words else len(text) - len(self.chunks[-1])
         position = found.end()
         for chunk in middle:
-            hit = _compile(_chunk_regex(chunk)).search(text, position, end)
+            hit = chunk.search(text, position, end)
             if hit is None:
                 return False
             position = hit.end()
         if not self.words:
-            return position <= end and _compile(_chunk_regex(last)).fullmatch(text, end) is not None
-        return _compile(_chunk_regex(last) + _WORD_END).search(text, position) is not None
+            return position <= end and last.fullmatch(text, end) is not None
+        return last.search(text, position) is not None
 
 
 @lru_cache(maxsize=4096)
@@ -91,4 +116,6 @@ def matches(pattern: str, text: str, words: bool = False) -> bool:
 
 def contains_words(text: str, literal: str) -> bool:
     """Whether `literal` (no wildcards) appears in `text` at word boundaries."""
+    if literal.isascii() and text.isascii() and literal.lower() not in text.lower():
+        return False  # the common case, without a regex per display name
     return _compile(_WORD_START + re.escape(literal) + _WORD_END).search(text) is not None

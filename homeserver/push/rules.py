@@ -12,6 +12,7 @@ only be enabled if the event does not have an m.mentions property").
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 # The kinds, in the order they are checked (spec: "Push Rules").
@@ -37,6 +38,12 @@ class PushRule:
     pattern: str | None = None
     default: bool = False
     enabled: bool = True
+
+    @cached_property
+    def personal(self) -> bool:
+        """Whether the answer depends on the recipient, not just on the event and
+        the room: only `contains_display_name` asks about the recipient."""
+        return any(c.get("kind") == "contains_display_name" for c in self.conditions)
 
     def effective_conditions(self) -> list[Json]:
         """What must hold for the rule to match: content, room and sender rules
@@ -145,15 +152,19 @@ _DEFAULTS: dict[str, list[Json]] = {
 
 
 def _fill(value: Any, user_id: str) -> Any:
-    """Substitute the spec's placeholders for this user."""
+    """Substitute the spec's placeholders for this user. Parts without one are
+    shared by every user, not copied: the evaluator memoises a condition's answer
+    by identity across an event's recipients. Nothing may mutate them."""
     if value == _USER_ID:
         return user_id
     if value == _LOCALPART:
         return localpart(user_id)
     if isinstance(value, dict):
-        return {k: _fill(v, user_id) for k, v in value.items()}
+        filled = {k: _fill(v, user_id) for k, v in value.items()}
+        return value if all(filled[k] is v for k, v in value.items()) else filled
     if isinstance(value, list):
-        return [_fill(v, user_id) for v in value]
+        items = [_fill(v, user_id) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
     return value
 
 

@@ -17,7 +17,7 @@ from federation.protocol.room_versions import KNOWN_ROOM_VERSIONS
 
 from .database import Database
 from .schema import (
-    client_txns, current_state, event_relations, event_state_groups, events,
+    client_txns, current_state, event_push_actions, event_relations, event_state_groups, events,
     forward_extremities, room_memberships, state_groups, state_groups_state,
 )
 
@@ -254,9 +254,8 @@ class EventStore:
 
     async def get_txn_response(self, user_id: str, device_id: str, path: str) -> Any:
         def txn(conn: Connection) -> Any:
-            row = conn.execute(sa.select(client_txns.c.response_json).where(
-                client_txns.c.user_id == user_id, client_txns.c.device_id == device_id,
-                client_txns.c.path == path)).first()
+            row = conn.execute(_SELECT_TXN_RESPONSE, {
+                "b_user": user_id, "b_device": device_id, "b_path": path}).first()
             return json.loads(row.response_json) if row else None
 
         return await self._db.run("get_txn_response", txn)
@@ -381,6 +380,31 @@ def _load_group(conn: Connection, group: int) -> tuple[dict[StateKey, str], int]
     return state, int(length or 0)
 
 
+# Statements built once: `sa.insert(t).values(...)` per row made SQLAlchemy
+# build and compile a new statement each time (ten times the cost of executing
+# a prepared one with parameters), on the thread every commit waits for.
+_INSERT_EVENT = sa.insert(events)
+_INSERT_EVENT_STATE_GROUPS = sa.insert(event_state_groups)
+_INSERT_MEMBERSHIP = sa.insert(room_memberships)
+_INSERT_RELATION = sa.insert(event_relations)
+_INSERT_CLIENT_TXN = sa.insert(client_txns)
+_INSERT_PUSH_ACTIONS = sa.insert(event_push_actions)
+_SELECT_TXN_RESPONSE = sa.select(client_txns.c.response_json).where(
+    client_txns.c.user_id == sa.bindparam("b_user"),
+    client_txns.c.device_id == sa.bindparam("b_device"),
+    client_txns.c.path == sa.bindparam("b_path"))
+_INSERT_STATE_GROUP = sa.insert(state_groups)
+_INSERT_EXTREMITY = sa.insert(forward_extremities)
+_DELETE_EXTREMITIES = sa.delete(forward_extremities).where(
+    forward_extremities.c.room_id == sa.bindparam("b_room"),
+    forward_extremities.c.event_id.in_(sa.bindparam("b_events", expanding=True)))
+_INSERT_CURRENT_STATE = sa.insert(current_state)
+_DELETE_CURRENT_STATE = sa.delete(current_state).where(
+    current_state.c.room_id == sa.bindparam("b_room"),
+    current_state.c.type == sa.bindparam("b_type"),
+    current_state.c.state_key == sa.bindparam("b_key"))
+
+
 def _persist_all(conn: Connection, requests: list[PersistRequest]) -> None:
     for request in requests:
         _persist_txn(conn, request)
@@ -392,22 +416,23 @@ def _persist_txn(conn: Connection, req: PersistRequest) -> None:
         # We held it without its state; now it takes its place in the DAG.
         conn.execute(sa.delete(events).where(events.c.event_id == event.event_id,
                                              events.c.outlier.is_(True)))
-    conn.execute(sa.insert(events).values(
-        event_id=event.event_id, room_id=event.room_id,
-        room_version=event.room_version.identifier, stream_ordering=req.stream_ordering,
-        depth=event.depth, type=event.type, state_key=event.state_key, sender=event.sender,
-        origin_server_ts=event.origin_server_ts, json=json.dumps(event.pdu, ensure_ascii=False),
-        rejected_reason=event.rejected_reason, outlier=req.outlier, soft_failed=req.soft_failed,
-        txn_device=req.txn[1] if req.txn else None,
-        txn_id=req.txn_id if req.txn else None,
-    ))
+    conn.execute(_INSERT_EVENT, {
+        "event_id": event.event_id, "room_id": event.room_id,
+        "room_version": event.room_version.identifier, "stream_ordering": req.stream_ordering,
+        "depth": event.depth, "type": event.type, "state_key": event.state_key,
+        "sender": event.sender, "origin_server_ts": event.origin_server_ts,
+        "json": json.dumps(event.pdu, ensure_ascii=False),
+        "rejected_reason": event.rejected_reason, "outlier": req.outlier,
+        "soft_failed": req.soft_failed, "txn_device": req.txn[1] if req.txn else None,
+        "txn_id": req.txn_id if req.txn else None,
+    })
     for group in ([req.new_state_group] if req.new_state_group else []) + req.more_state_groups:
         _insert_state_group(conn, event.room_id, group)
     if not req.outlier:
-        conn.execute(sa.insert(event_state_groups).values(
-            event_id=event.event_id, state_group_before=req.state_group_before,
-            state_group_after=req.state_group_after,
-        ))
+        conn.execute(_INSERT_EVENT_STATE_GROUPS, {
+            "event_id": event.event_id, "state_group_before": req.state_group_before,
+            "state_group_after": req.state_group_after,
+        })
     if req.extremities is not None:
         _replace_extremities(conn, event.room_id, req.extremities)
     elif (not req.outlier and event.rejected_reason is None and not req.soft_failed
@@ -420,31 +445,29 @@ def _persist_txn(conn: Connection, req: PersistRequest) -> None:
     if (event.type == MEMBER and event.is_state() and event.rejected_reason is None
             and (not req.outlier or req.record_membership) and not req.soft_failed
             and not req.backfilled):
-        conn.execute(sa.insert(room_memberships).values(
-            event_id=event.event_id, room_id=event.room_id, user_id=event.state_key,
-            sender=event.sender, membership=event.membership or "leave",
-            stream_ordering=req.stream_ordering, forgotten=False,
-        ))
+        conn.execute(_INSERT_MEMBERSHIP, {
+            "event_id": event.event_id, "room_id": event.room_id, "user_id": event.state_key,
+            "sender": event.sender, "membership": event.membership or "leave",
+            "stream_ordering": req.stream_ordering, "forgotten": False,
+        })
     relation = _relation(event)
     if relation is not None and event.rejected_reason is None:
-        conn.execute(sa.insert(event_relations).values(
-            event_id=event.event_id, relates_to_id=relation[1], rel_type=relation[0],
-            aggregation_key=relation[2], room_id=event.room_id,
-        ))
+        conn.execute(_INSERT_RELATION, {
+            "event_id": event.event_id, "relates_to_id": relation[1], "rel_type": relation[0],
+            "aggregation_key": relation[2], "room_id": event.room_id,
+        })
     if req.redacts:
         conn.execute(sa.update(events).where(events.c.event_id == req.redacts)
                      .values(redacted_by=event.event_id))
     if req.txn is not None:
         user_id, device_id, path = req.txn
-        conn.execute(sa.insert(client_txns).values(
-            user_id=user_id, device_id=device_id, path=path,
-            response_json=json.dumps({"event_id": event.event_id}),
-            created_ts=event.origin_server_ts,
-        ))
+        conn.execute(_INSERT_CLIENT_TXN, {
+            "user_id": user_id, "device_id": device_id, "path": path,
+            "response_json": json.dumps({"event_id": event.event_id}),
+            "created_ts": event.origin_server_ts,
+        })
     if req.push_actions:
-        from .schema import event_push_actions
-
-        conn.execute(sa.insert(event_push_actions), [
+        conn.execute(_INSERT_PUSH_ACTIONS, [
             {"room_id": event.room_id, "user_id": row.user_id, "event_id": event.event_id,
              "stream_ordering": req.stream_ordering, "highlight": row.highlight,
              "thread_id": row.thread_id}
@@ -453,10 +476,10 @@ def _persist_txn(conn: Connection, req: PersistRequest) -> None:
 
 
 def _insert_state_group(conn: Connection, room_id: str, group: NewStateGroup) -> None:
-    conn.execute(sa.insert(state_groups).values(
-        id=group.group_id, room_id=room_id, prev_group=group.prev_group,
-        chain_length=group.chain_length,
-    ))
+    conn.execute(_INSERT_STATE_GROUP, {
+        "id": group.group_id, "room_id": room_id, "prev_group": group.prev_group,
+        "chain_length": group.chain_length,
+    })
     if group.entries:
         conn.execute(sa.insert(state_groups_state), [
             {"state_group": group.group_id, "type": t, "state_key": k, "event_id": eid}
@@ -467,11 +490,8 @@ def _insert_state_group(conn: Connection, room_id: str, group: NewStateGroup) ->
 def _update_extremities(conn: Connection, event: Event) -> None:
     prev = event.prev_event_ids
     if prev:
-        conn.execute(sa.delete(forward_extremities).where(
-            forward_extremities.c.room_id == event.room_id,
-            forward_extremities.c.event_id.in_(prev)))
-    conn.execute(sa.insert(forward_extremities).values(room_id=event.room_id,
-                                                       event_id=event.event_id))
+        conn.execute(_DELETE_EXTREMITIES, {"b_room": event.room_id, "b_events": list(prev)})
+    conn.execute(_INSERT_EXTREMITY, {"room_id": event.room_id, "event_id": event.event_id})
 
 
 def _replace_extremities(conn: Connection, room_id: str, event_ids: list[str]) -> None:
@@ -484,21 +504,19 @@ def _replace_extremities(conn: Connection, room_id: str, event_ids: list[str]) -
 def _apply_state_delta(conn: Connection, room_id: str,
                        delta: dict[StateKey, tuple[str, str | None] | None]) -> None:
     for (event_type, state_key), entry in delta.items():
-        conn.execute(sa.delete(current_state).where(
-            current_state.c.room_id == room_id, current_state.c.type == event_type,
-            current_state.c.state_key == state_key))
+        conn.execute(_DELETE_CURRENT_STATE,
+                     {"b_room": room_id, "b_type": event_type, "b_key": state_key})
         if entry is not None:
-            conn.execute(sa.insert(current_state).values(
-                room_id=room_id, type=event_type, state_key=state_key, event_id=entry[0],
-                membership=entry[1]))
+            conn.execute(_INSERT_CURRENT_STATE, {
+                "room_id": room_id, "type": event_type, "state_key": state_key,
+                "event_id": entry[0], "membership": entry[1]})
 
 
 def _update_current_state(conn: Connection, event: Event) -> None:
-    key = (event.room_id, event.type, event.state_key)
-    conn.execute(sa.delete(current_state).where(
-        current_state.c.room_id == key[0], current_state.c.type == key[1],
-        current_state.c.state_key == key[2]))
-    conn.execute(sa.insert(current_state).values(
-        room_id=event.room_id, type=event.type, state_key=event.state_key,
-        event_id=event.event_id, membership=event.membership if event.type == MEMBER else None,
-    ))
+    conn.execute(_DELETE_CURRENT_STATE,
+                 {"b_room": event.room_id, "b_type": event.type, "b_key": event.state_key})
+    conn.execute(_INSERT_CURRENT_STATE, {
+        "room_id": event.room_id, "type": event.type, "state_key": event.state_key,
+        "event_id": event.event_id,
+        "membership": event.membership if event.type == MEMBER else None,
+    })

@@ -14,11 +14,17 @@ from typing import Iterable
 
 from twisted.internet.defer import Deferred
 
+from ..clock import Clock
 from ..storage.stream import StreamIdGenerator
 from .change_cache import StreamChangeCache
 
 # How many delivered notifications to remember for waiters that arrive late.
 _HISTORY = 20000
+# Waiters woken per reactor turn. Between batches the reactor writes out what
+# the woken ones sent, so in a big room the first listeners have a message
+# (and the client parses it) while the rest are still being woken, and one
+# fan-out does not hold up every other request until it is done.
+WAKE_BATCH = 50
 
 
 @dataclass
@@ -68,8 +74,12 @@ class _Waiter:
 
 
 class Notifier:
-    def __init__(self, stream: StreamIdGenerator) -> None:
+    def __init__(self, stream: StreamIdGenerator, clock: Clock | None = None) -> None:
+        """Without a clock every waiter is woken at once (in-memory tests)."""
         self._stream = stream
+        self._clock = clock
+        self._to_wake: deque[tuple[_Waiter, int]] = deque()
+        self._wake_scheduled = False
         self._pending: list[_Notification] = []
         self._history: deque[_Notification] = deque(maxlen=_HISTORY)
         self._by_user: dict[str, set[_Waiter]] = {}
@@ -101,9 +111,26 @@ class Notifier:
             self._history.append(note)
             woken |= self._waiters_for(note)
         for waiter in woken:
+            # Out of the index at once: a later notification cannot wake it
+            # twice, and it is queued already, so it cannot miss one either.
             self._remove(waiter)
-            if not waiter.deferred.called:
-                waiter.deferred.callback(current)
+            self._to_wake.append((waiter, current))
+        self._wake_some()
+
+    def _wake_some(self) -> None:
+        count = 0
+        while self._to_wake and (self._clock is None or count < WAKE_BATCH):
+            waiter, position = self._to_wake.popleft()
+            if not waiter.deferred.called:  # not timed out or cancelled meanwhile
+                waiter.deferred.callback(position)
+                count += 1
+        if self._to_wake and self._clock is not None and not self._wake_scheduled:
+            self._wake_scheduled = True
+            self._clock.call_later(0, self._wake_later)
+
+    def _wake_later(self) -> None:
+        self._wake_scheduled = False
+        self._wake_some()
 
     def _waiters_for(self, note: _Notification) -> set[_Waiter]:
         found: set[_Waiter] = set()

@@ -128,3 +128,11 @@ _patterns = st.lists(st.one_of(_alphabet, st.sampled_from(["*", "?"])), max_size
 @given(_patterns, _texts, st.booleans())
 def test_agrees_with_brute_force(pattern: str, text: str, words: bool) -> None:
     assert matches(pattern, text, words=words) is _reference(pattern, text, words)
+
+
+def test_case_folding_beyond_ascii_still_matches() -> None:
+    # The ASCII substring shortcut must not hide these: K (Kelvin sign) folds to k.
+    assert matches("kate", "\u212aate")
+    assert matches("kate", "hi \u212aate!", words=True)
+    assert contains_words("hi \u212aate!", "kate")
+    assert not contains_words("hi kat!", "kate")
