@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock as ReactorClock
-from twisted.python.failure import Failure
 
 from federation import edus
 from federation.protocol.signing import generate_server_key
@@ -39,6 +37,7 @@ from homeserver.storage.stream import StreamIdGenerator
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.users import UserStore
 from homeserver.sync.notifier import Notifier
+from tests.synchronous import done
 
 HS = "hs.test"
 ORIGIN = "remote.test"
@@ -47,15 +46,6 @@ ALICE = "@alice:hs.test"
 BOB = "@bob:remote.test"
 MALLORY = "@mallory:evil.test"
 EVENT = "$" + "e" * 43
-
-
-def done(work: Any) -> Any:
-    results: list[Any] = []
-    ensureDeferred(work).addBoth(results.append)
-    assert results, "did not complete synchronously"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 @dataclass

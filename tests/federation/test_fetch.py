@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet.defer import ensureDeferred
-from twisted.python.failure import Failure
 
 from federation import fetch
 from federation.fetch import DirectoryAnswer, InvalidResponseError
 from federation.protocol.errors import MatrixError
 from federation.remote_queries import RemoteQueries
 from federation.transport.errors import DestinationUnreachable, HttpResponseError
+from tests.synchronous import done
 
 DEST = "remote.example:8448"
 PDU = {"type": "m.room.message", "content": {}}
@@ -36,15 +35,6 @@ class ScriptedPeer:
                         timeout_s: float = 60.0) -> Any:
         self.calls.append(("POST", destination, path, query, body))
         return self.answer
-
-
-def done(work: Any) -> Any:
-    results: list[Any] = []
-    ensureDeferred(work).addBoth(results.append)
-    assert results
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 def test_fetch_event_encodes_the_id_and_returns_the_pdu() -> None:

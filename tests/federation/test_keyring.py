@@ -15,7 +15,6 @@ import pytest
 from signedjson.sign import sign_json
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 from federation.key_responses import MAX_KEY_VALIDITY_MS, OldVerifyKey, OwnKeys
 from federation.keys import KeyRing, Notary
@@ -26,21 +25,13 @@ from federation.transport.errors import DestinationUnreachable, HttpResponseErro
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import migrate
 from homeserver.storage.server_keys import ServerKeyStore
+from tests.synchronous import done
 
 NOW_MS = 1_700_000_000_000
 HOUR_MS = 3600 * 1000
 OURS = generate_server_key("ours.test", "o1")
 REMOTE = "remote.test"
 NOTARY = "notary.test"
-
-
-def done(work: Any) -> Any:
-    results: list[Any] = []
-    ensureDeferred(work).addBoth(results.append)
-    assert results, "did not complete synchronously"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 class KeyServers:

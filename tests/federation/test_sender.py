@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock as ReactorClock
-from twisted.python.failure import Failure
 
 from federation.edus import typing_edu
 from federation.protocol.events import Event
@@ -31,6 +30,7 @@ from homeserver.storage.events import EventStore
 from homeserver.storage.federation_queue import FederationQueueStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.rooms import RoomStore
+from tests.synchronous import done
 from tests.harness import PostgresCluster, require
 
 HS = "hs.test"
@@ -40,15 +40,6 @@ REMOTE_A = "a.test"
 REMOTE_B = "b.test"
 V10 = get_room_version("10")
 _databases = itertools.count()
-
-
-def done(work: Any) -> Any:
-    results: list[Any] = []
-    ensureDeferred(work).addBoth(results.append)
-    assert results, "did not complete synchronously"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 @dataclass

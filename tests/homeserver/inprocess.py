@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock as ReactorClock
-from twisted.python.failure import Failure
 
 from federation.protocol.errors import MatrixError
 from federation.protocol.signing import generate_server_key
@@ -34,21 +32,13 @@ from homeserver.storage.positions import max_state_group, max_stream_position
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.stream import StreamIdGenerator
 from homeserver.storage.users import UserStore
+from tests.synchronous import done
 
 HS = "hs.example"
 REMOTE = "remote.example"
 STRANGER = "stranger.example"
 ALICE = "@alice:hs.example"
 BOB = "@bob:remote.example"
-
-
-def done(work: Any) -> Any:
-    results: list[Any] = []
-    ensureDeferred(work).addBoth(results.append)
-    assert results, "did not complete synchronously"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 def refused(work: Any) -> MatrixError:

@@ -12,28 +12,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock as ReactorClock
-from twisted.python.failure import Failure
 
 from homeserver.storage import schema
 from homeserver.storage.database import Database
 from homeserver.storage.event_graph import EventGraphStore
 from homeserver.storage.migrations import migrate
+from tests.synchronous import done
 from tests.harness import PostgresCluster, require
 
 ROOM = "!r:hs"
 OTHER_ROOM = "!other:hs"
 _positions = itertools.count(1)
-
-
-def done(work: Any) -> Any:
-    results: list[Any] = []
-    ensureDeferred(work).addBoth(results.append)
-    assert results, "did not complete synchronously"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock as ReactorClock
-from twisted.python.failure import Failure
 
 from federation.protocol.errors import MatrixError
 from homeserver.clock import Clock
@@ -23,19 +22,10 @@ from homeserver.storage.presence import PresenceStore, UserPresence
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.stream import StreamIdGenerator
 from homeserver.sync.notifier import Notifier
+from tests.synchronous import done
 
 ALICE = "@alice:hs"
 START_S = 1_000_000.0
-
-
-def done(work: Any) -> Any:
-    """The result of work that, with an inline database, completes at once."""
-    results: list[Any] = []
-    ensureDeferred(work).addBoth(results.append)
-    assert results, "did not complete synchronously"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
 
 
 @dataclass
