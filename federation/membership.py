@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Mapping, Protocol
 
+from federation import fetch
 from federation.ports import RoomEvents
 from federation.protocol import identifiers
 from federation.protocol.auth_rules import check_auth_rules
@@ -20,6 +21,7 @@ from federation.protocol.power_levels import named_level, user_power_level
 from federation.protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from federation.protocol.signing import ServerKey, hash_and_sign_event, sign_event
 from federation.receiver import PduDropped, Receiver
+from federation.remote_queries import QUERY_FAILURES, as_matrix_error
 from federation.transport.client import encode_path
 from federation.transport.errors import DestinationUnreachable, HttpResponseError
 
@@ -27,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 V1 = "/_matrix/federation/v1"
 V2 = "/_matrix/federation/v2"
-# Which membership each handshake makes.
-HANDSHAKES = {"join": "join", "leave": "leave", "knock": "knock"}
 
 
 class MembershipRooms(RoomEvents, Protocol):
@@ -368,13 +368,13 @@ class FederationMembership:
     async def resolve_alias(self, alias: str) -> tuple[str, list[str]]:
         """A remote alias: ask its server (`/query/directory`)."""
         server = identifiers.server_of(alias)
-        answer = await self._call(server, "GET", V1 + "/query/directory", None,
-                                  {"room_alias": alias})
-        room_id = answer.get("room_id") if isinstance(answer, dict) else None
-        if not isinstance(room_id, str) or not identifiers.is_valid_room_id(room_id):
-            raise MatrixError(404, Codes.NOT_FOUND, "Room alias not found")
-        servers = [s for s in answer.get("servers") or [] if isinstance(s, str)]
-        return room_id, [server, *servers]
+        try:
+            answer = await fetch.query_directory(self._client, server, alias)
+        except QUERY_FAILURES as exc:
+            raise as_matrix_error(server, "room alias", exc) from exc
+        if not identifiers.is_valid_room_id(answer.room_id):
+            raise MatrixError(502, Codes.UNKNOWN, f"{server} answered an invalid room ID")
+        return answer.room_id, [server, *answer.servers]
 
     async def _call(self, server: str, method: str, path: str, body: Any,
                     query: Mapping[str, Any] | None = None) -> Any:

@@ -70,7 +70,7 @@ class Receiver:
         room_id = raw["room_id"]
         version = await self._rooms.room_version(room_id)
         if version is None:
-            return _event_id_or_none(raw), "unknown room"
+            return None, "unknown room"  # without a room version there is no event ID
         denied = await self.acl_denies(room_id, origin, raw.get("sender"))
         if denied:
             logger.warning("refused PDU %s from %s in %s: the room's server ACL denies %s",
@@ -156,21 +156,7 @@ class Receiver:
     # Step 4: the event's own auth events ------------------------------------------
 
     async def _check_auth_events(self, origin: str, event: Event) -> Event:
-        auth = await self._auth_events_of(origin, event)
-        create = auth.get(_create_id(event)) if event.room_version.room_id_is_create_hash else None
-        cited = [auth[eid] for eid in event.auth_event_ids if eid in auth]
-        if len(cited) < len(set(event.auth_event_ids)):
-            return _rejected(event, "auth events unavailable", origin)
-        try:
-            check_auth_events(event, cited, create)
-        except AuthError as exc:
-            return _rejected(event, f"rule {exc.rule}: {exc.message}", origin)
-        if any(e.rejected_reason for e in cited):
-            return _rejected(event, "cites a rejected auth event", origin)
-        state = {e.state_key_tuple: e for e in cited}
-        if create is not None:
-            state[CREATE_KEY] = create
-        return _check_against(event, state, "its auth events", origin)
+        return _judge_by_auth_events(event, await self._auth_events_of(origin, event), origin)
 
     async def _auth_events_of(self, origin: str, event: Event) -> dict[str, Event]:
         wanted = event.auth_and_create_event_ids()
@@ -209,7 +195,7 @@ class Receiver:
                          key=lambda e: (e.depth, e.event_id))
         pool = {**known}
         for event in ordered:
-            pool[event.event_id] = _check_outlier(event, pool, origin)
+            pool[event.event_id] = _judge_by_auth_events(event, pool, origin)
         if ordered:
             await self._rooms.persist_outliers([pool[e.event_id] for e in ordered])
         return {eid: pool.get(eid, e) for eid, e in checked.items()}
@@ -348,8 +334,9 @@ def _check_against(event: Event, state: Mapping[StateKey, Event], what: str, ori
     return event
 
 
-def _check_outlier(event: Event, pool: Mapping[str, Event], origin: str) -> Event:
-    """Step 4 for an outlier: its own auth events, from the pool being built."""
+def _judge_by_auth_events(event: Event, pool: Mapping[str, Event], origin: str) -> Event:
+    """Step 4: the event against its own auth events, found in `pool` (the
+    store's, or an auth chain being checked oldest first)."""
     cited = [pool[eid] for eid in event.auth_event_ids if eid in pool]
     create = pool.get(_create_id(event)) if event.room_version.room_id_is_create_hash else None
     if len(cited) < len(set(event.auth_event_ids)):

@@ -17,7 +17,8 @@ from federation.transport.errors import DestinationUnreachable, HttpResponseErro
 
 logger = logging.getLogger(__name__)
 
-def _as_matrix_error(server: str, what: str, exc: Exception) -> MatrixError:
+
+def as_matrix_error(server: str, what: str, exc: Exception) -> MatrixError:
     if isinstance(exc, HttpResponseError) and exc.status == 404:
         return MatrixError(404, Codes.NOT_FOUND, f"{what} not found on {server}")
     if isinstance(exc, HttpResponseError) and exc.status == 403:
@@ -26,7 +27,7 @@ def _as_matrix_error(server: str, what: str, exc: Exception) -> MatrixError:
     return MatrixError(502, Codes.UNKNOWN, f"Failed to fetch {what} from {server}")
 
 
-_FAILURES = (HttpResponseError, DestinationUnreachable, InvalidResponseError)
+QUERY_FAILURES = (HttpResponseError, DestinationUnreachable, InvalidResponseError)
 # `via` servers asked for one room's hierarchy before giving up on it.
 MAX_HIERARCHY_SERVERS = 3
 
@@ -39,28 +40,28 @@ class RemoteQueries:
         server = identifiers.server_of(user_id)
         try:
             answer = await fetch.query_profile(self._client, server, user_id)
-        except _FAILURES as exc:
-            raise _as_matrix_error(server, "profile", exc) from exc
+        except QUERY_FAILURES as exc:
+            raise as_matrix_error(server, "profile", exc) from exc
         return {k: answer[k] for k in ("displayname", "avatar_url") if k in answer}
 
     async def public_rooms(self, server: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             return await fetch.query_public_rooms(self._client, server, body)
-        except _FAILURES as exc:
-            raise _as_matrix_error(server, "room directory", exc) from exc
+        except QUERY_FAILURES as exc:
+            raise as_matrix_error(server, "room directory", exc) from exc
 
     async def device_keys(self, server: str, wanted: dict[str, list[str]]) -> dict[str, Any]:
         try:
             return await fetch.query_keys(self._client, server, wanted)
-        except _FAILURES as exc:
-            raise _as_matrix_error(server, "device keys", exc) from exc
+        except QUERY_FAILURES as exc:
+            raise as_matrix_error(server, "device keys", exc) from exc
 
     async def claim_keys(self, server: str, wanted: dict[str, dict[str, str]]
                          ) -> dict[str, Any]:
         try:
             return await fetch.claim_keys(self._client, server, wanted)
-        except _FAILURES as exc:
-            raise _as_matrix_error(server, "one-time keys", exc) from exc
+        except QUERY_FAILURES as exc:
+            raise as_matrix_error(server, "one-time keys", exc) from exc
 
     async def hierarchy(self, servers: list[str], room_id: str, suggested_only: bool
                         ) -> dict[str, Any] | None:
@@ -69,6 +70,6 @@ class RemoteQueries:
         for server in servers[:MAX_HIERARCHY_SERVERS]:
             try:
                 return await fetch.fetch_hierarchy(self._client, server, room_id, suggested_only)
-            except _FAILURES as exc:
+            except QUERY_FAILURES as exc:
                 logger.info("hierarchy of %s from %s failed: %s", room_id, server, exc)
         return None

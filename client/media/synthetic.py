@@ -21,7 +21,6 @@ VIDEO_CLOCK = 90_000
 
 # BT.601 limited-range YUV of the four bars.
 BAR_COLOURS_YUV = [(81, 90, 240), (145, 54, 34), (41, 240, 110), (235, 128, 128)]
-BAR_NAMES = ["red", "green", "blue", "white"]
 SQUARE_SIZE = 64
 SQUARE_STEP = 8  # pixels per frame
 

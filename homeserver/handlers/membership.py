@@ -44,9 +44,6 @@ class MembershipHandler:
         # Set by the composition root when federation is on.
         self.remote: RemoteMembership | None = None
 
-    async def resolve_room(self, room_id_or_alias: str) -> str:
-        return (await self.resolve_room_and_servers(room_id_or_alias))[0]
-
     async def resolve_room_and_servers(self, room_id_or_alias: str) -> tuple[str, list[str]]:
         """A room ID, and servers to join it through (an alias's servers)."""
         if room_id_or_alias.startswith("#"):

@@ -37,9 +37,6 @@ class RoomEventsAdapter:
     async def state_after(self, event_id: str) -> dict[StateKey, str]:
         return await self._state.state_after(event_id)
 
-    async def state_before(self, event_id: str) -> dict[StateKey, str]:
-        return await self._state.state_before(event_id)
-
     async def current_state(self, room_id: str) -> dict[StateKey, str]:
         snap = await self._writer.snapshot(room_id)
         return dict(snap.state) if snap else {}

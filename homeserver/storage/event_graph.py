@@ -43,11 +43,6 @@ class GraphNode:
     outlier: bool
     rejected: bool
 
-    @property
-    def in_dag(self) -> bool:
-        """Whether it is an accepted event whose place in the DAG we know."""
-        return not self.outlier and not self.rejected
-
 
 class EventGraphStore:
     def __init__(self, db: Database, cache_size: int = 100_000) -> None:

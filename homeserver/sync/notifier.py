@@ -174,9 +174,6 @@ class Notifier:
                 if not members:
                     del self._by_room[room]
 
-    def waiting_users(self) -> set[str]:
-        return set(self._by_user)
-
 
 def _fired(value: int) -> Deferred:
     d: Deferred = Deferred()

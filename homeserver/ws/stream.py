@@ -187,9 +187,6 @@ class StreamFactory(WebSocketServerFactory):
                 for protocol in list(streams):
                     protocol.revoke()
 
-    def connection_count(self) -> int:
-        return sum(len(s) for s in self._by_device.values())
-
 
 def stream_resource(factory: StreamFactory) -> WebSocketResource:
     return WebSocketResource(factory)
