@@ -16,7 +16,7 @@ from federation.protocol import identifiers
 from federation.protocol.events import CREATE_KEY, MEMBER, POWER_LEVELS_KEY, Event, StateKey
 from federation.protocol.power_levels import notification_level, user_power_level
 
-from ..push.evaluator import PushContext, evaluate
+from ..push.evaluator import EventEvaluation, PushContext
 from ..rooms.threads import thread_of
 from ..rooms.writer import PersistedEvent
 from ..storage.events import EventStore, PushActionRow
@@ -51,11 +51,11 @@ class PushActionEvaluator:
         fields = _event_fields(event)
         thread_id = await thread_of(self._events, event)
         rows: list[PushActionRow] = []
-        memo: dict[Any, bool] = {}
+        evaluation = EventEvaluation(fields, context)
         for user_id in recipients:
             member = joined.get(user_id)
-            decision = evaluate(rules[user_id], fields, context, user_id,
-                                _display_name(member) if member is not None else None, memo)
+            decision = evaluation.decide(rules[user_id], user_id,
+                                         _display_name(member) if member is not None else None)
             # Only notifying actions count (Synapse stores only these as well).
             if decision is not None and decision.notify:
                 rows.append(PushActionRow(user_id, decision.highlight, thread_id))

@@ -14,7 +14,7 @@ from twisted.internet import defer
 
 from federation.protocol.events import MEMBER, Event, StateKey
 
-from ..cache import InvalidatingCache
+from ..cache import InvalidatingCache, PositionMemo
 from ..clock import Clock
 from ..rooms.state_reader import StateReader
 from ..rooms.visibility import Visibility
@@ -25,7 +25,7 @@ from ..storage.receipts import ReceiptStore
 from ..storage.rooms import RoomStore
 from ..storage.to_device import ToDeviceStore
 from ..sync.change_cache import RecentRoomEvents
-from ..sync.filtering import SyncFilter
+from ..sync.filtering import EventFilter, SyncFilter
 from ..sync.notifier import ChangeIndex, Notifier
 from ..sync.tokens import SyncToken, TopologicalToken
 from .client_events import client_event, stripped_state
@@ -58,6 +58,41 @@ class DeviceKeysSource(Protocol):
 
 
 @dataclass(frozen=True)
+class _Timeline:
+    """A room's timeline section: its events, in the client format without
+    transaction IDs, which only the sending device may see."""
+
+    events: list[StoredEvent]
+    serialized: list[dict[str, Any]]
+    limited: bool
+    prev_batch: str
+    filter: EventFilter  # the timeline filter it was built with
+
+    def for_device(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
+        """Spec: `unsigned.transaction_id` for the device that sent the event."""
+        out = self.serialized
+        for i, stored in enumerate(self.events):
+            if stored.txn_id is not None and stored.txn_device == device_id and \
+                    stored.event.sender == user_id:
+                out = list(out) if out is self.serialized else out
+                event = out[i]
+                out[i] = {**event, "unsigned": {**event["unsigned"],
+                                                "transaction_id": stored.txn_id}}
+        return out
+
+
+@dataclass(frozen=True)
+class _SharedAnswer:
+    """An incremental answer for every quiet user of some rooms (_shared_build):
+    no unread counts, no transaction IDs, no device keys."""
+
+    body: dict[str, Any]
+    news: bool
+    lines: dict[str, _Timeline]  # each room's timeline, to add transaction IDs
+    filter: SyncFilter  # the filter it was built with
+
+
+@dataclass(frozen=True)
 class SyncRequest:
     user_id: str
     device_id: str
@@ -82,10 +117,12 @@ class SyncHandler:
         self._joined_rooms: InvalidatingCache[frozenset[str]] = InvalidatingCache()
         self._last_joins: InvalidatingCache[int | None] = InvalidatingCache()
         self._room_members: InvalidatingCache[frozenset[str]] = InvalidatingCache(20_000)
-        # (room, since) -> (the members asked about, those whose presence changed),
-        # valid while the stream stays at `_presence_memo_at` (_room_presence_changes).
-        self._presence_memo: dict[tuple[str, int], tuple[frozenset[str], frozenset[str]]] = {}
-        self._presence_memo_at = -1
+        # (room, since) -> (the members asked about, those whose presence changed).
+        self._presence_memo: PositionMemo[tuple[frozenset[str], frozenset[str]]] = \
+            PositionMemo()
+        self._steady_memo: PositionMemo[_Timeline] = PositionMemo()
+        self._receipts_memo: PositionMemo[list[Any]] = PositionMemo()
+        self._shared_answers: PositionMemo[_SharedAnswer] = PositionMemo()
         self._visibility = visibility
         self._rooms = rooms
         self._state = state
@@ -148,12 +185,81 @@ class SyncHandler:
 
     async def _build(self, req: SyncRequest, upto: int) -> tuple[dict[str, Any], bool]:
         since = req.since.position if req.since is not None else None
+        if since is not None:
+            rooms_key = await self._quiet_user_rooms(req, since)
+            if rooms_key is not None:
+                return await self._shared_build(req, since, upto, rooms_key)
+        return await self._build_for(req, since, upto)
+
+    async def _quiet_user_rooms(self, req: SyncRequest, since: int) -> frozenset[str] | None:
+        """The user's rooms if, since `since`, nothing changed about the user
+        (memberships, account data, to-device, receipts, presence, devices) nor
+        about who is in their rooms: then their incremental answer is the one
+        every such user of the same rooms gets, but for a few personal fields."""
+        changes = self._notifier.changes
+        if req.full_state or (req.since is not None and req.since.to_device) or \
+                changes.user_changed_at_all(req.user_id, since):
+            return None
+        rooms = await self.joined_rooms(req.user_id)
+        if any(changes.room_changed(r, ("members",), since) for r in rooms):
+            return None
+        return rooms
+
+    async def _shared_build(self, req: SyncRequest, since: int, upto: int,
+                            rooms: frozenset[str]) -> tuple[dict[str, Any], bool]:
+        """A message to a room with 500 listeners wakes 500 quiet users asking the
+        same question: it is answered once (without personal fields), and each
+        answer is that one with the user's own fields filled in."""
+        # The entry holds its filter, so the filter's id cannot be reused meanwhile.
+        key = (since, rooms, id(req.filter))
+
+        async def load() -> _SharedAnswer:
+            lines: dict[str, _Timeline] = {}
+            body, news = await self._build_for(req, since, upto, shared_lines=lines)
+            return _SharedAnswer(body, news, lines, req.filter)
+
+        shared = await self._shared_answers.get_or_load(upto, key, load)
+        if shared.filter is not req.filter:
+            return await self._build_for(req, since, upto)
+        return await self._personalise(shared, req), shared.news
+
+    async def _personalise(self, shared: _SharedAnswer, req: SyncRequest) -> dict[str, Any]:
+        body = dict(shared.body)
+        join: dict[str, Any] = {}
+        for room_id, room in shared.body["rooms"]["join"].items():
+            room = dict(room)
+            line = shared.lines.get(room_id)
+            if line is not None:
+                events = line.for_device(req.user_id, req.device_id)
+                if events is not line.serialized:
+                    room["timeline"] = {**room["timeline"], "events": events}
+            if "summary" in room:  # heroes are the members other than the user
+                room["summary"] = await self._summary(room_id, req.user_id)
+            if self.unread is not None:
+                room["unread_notifications"] = await self.unread.unread_counts(req.user_id,
+                                                                               room_id)
+            join[room_id] = room
+        body["rooms"] = {**body["rooms"], "join": join}
+        if self.keys is not None:
+            body["device_one_time_keys_count"] = await self.keys.one_time_key_counts(
+                req.user_id, req.device_id)
+            body["device_unused_fallback_key_types"] = \
+                await self.keys.unused_fallback_key_types(req.user_id, req.device_id)
+        return body
+
+    async def _build_for(self, req: SyncRequest, since: int | None, upto: int,
+                         shared_lines: dict[str, _Timeline] | None = None
+                         ) -> tuple[dict[str, Any], bool]:
+        """`shared_lines` set: build the answer of every quiet user like this one
+        (_shared_build), leaving out what is personal and noting each room's
+        timeline there, for `_personalise`."""
         changes = self._notifier.changes
         user = req.user_id
         if since is None:
             rooms, rooms_news = await self._rooms_section(req, None, upto)
         else:
-            rooms, rooms_news = await self._rooms_incremental(req, since, upto, changes)
+            rooms, rooms_news = await self._rooms_incremental(req, since, upto, changes,
+                                                              shared_lines)
         account: list[dict[str, Any]] = []
         if since is None or changes.user_changed(user, ("account_data",), since):
             account = await self._global_account_data(req, since, upto)
@@ -167,7 +273,7 @@ class SyncHandler:
         device_lists: dict[str, list[str]] = {"changed": [], "left": []}
         otk_counts: dict[str, int] = {}
         fallback_types: list[str] = []
-        if self.keys is not None:
+        if self.keys is not None and shared_lines is None:
             otk_counts = await self.keys.one_time_key_counts(user, req.device_id)
             fallback_types = await self.keys.unused_fallback_key_types(user, req.device_id)
             if since is not None and await self._device_lists_may_have_changed(user, since,
@@ -227,13 +333,11 @@ class SyncHandler:
         one change asks the same question: scanning a 500-member room for each of
         its 500 listeners was quadratic, so the answer is kept until the stream moves."""
         current = self._notifier.current
-        if current != self._presence_memo_at:
-            self._presence_memo.clear()
-            self._presence_memo_at = current
-        found = self._presence_memo.get((room_id, since))
+        found = self._presence_memo.get(current, (room_id, since))
         if found is None or found[0] is not members:  # new members: ask again
-            found = self._presence_memo[(room_id, since)] = (members, frozenset(
+            found = (members, frozenset(
                 m for m in members if changes.user_changed(m, ("presence",), since)))
+            self._presence_memo.put(current, (room_id, since), found)
         return found[1]
 
     async def room_members(self, room_id: str) -> frozenset[str]:
@@ -289,7 +393,9 @@ class SyncHandler:
         return {"join": join, "invite": invite, "leave": leave, "knock": knock}, news
 
     async def _rooms_incremental(self, req: SyncRequest, since: int, upto: int,
-                                 changes: ChangeIndex) -> tuple[dict[str, Any], bool]:
+                                 changes: ChangeIndex,
+                                 shared_lines: dict[str, _Timeline] | None = None
+                                 ) -> tuple[dict[str, Any], bool]:
         """Only rooms with something new; every answer that the change index says
         cannot have changed is skipped without touching the database."""
         user = req.user_id
@@ -308,7 +414,8 @@ class SyncHandler:
                     or changes.room_changed(room_id, ("events", "receipts"), since)
                     or self._typing.changed_since(room_id, since)):
                 continue
-            room = await self._joined_room(req, room_id, since, upto, False)
+            room = await self._joined_room(req, room_id, since, upto, False, steady=True,
+                                           shared_lines=shared_lines)
             if room is not None and self._room_has_news(room, since):
                 join[room_id] = room
         return {"join": join, "invite": {}, "leave": {}, "knock": {}}, bool(join)
@@ -358,35 +465,86 @@ class SyncHandler:
         return await self._visibility.filter(req.user_id, events, last_join)
 
     async def _joined_room(self, req: SyncRequest, room_id: str, since: int | None, upto: int,
-                           newly_joined: bool) -> dict[str, Any] | None:
+                           newly_joined: bool, steady: bool = False,
+                           shared_lines: dict[str, _Timeline] | None = None
+                           ) -> dict[str, Any] | None:
+        """`steady`: the user has been joined since `since` (their memberships did
+        not move), so every event after it is visible to them. `shared_lines`:
+        leave out personal fields, noting the timeline there (_build_for)."""
         now = self._clock.time_ms()
-        from_pos = None if newly_joined else since
-        timeline, limited = await self._timeline(req, room_id, from_pos, upto)
-        timeline = [s for s in timeline
-                    if req.filter.timeline.allows(s.event.type, s.event.sender, room_id,
-                                                  s.event.content)]
-        timeline = await self._visible(req, room_id, timeline, upto)
+        if steady and since is not None and not req.full_state:
+            line = await self._steady_timeline(req, room_id, since, upto, now)
+        else:
+            line = await self._user_timeline(req, room_id, None if newly_joined else since,
+                                             upto, now)
+        timeline = line.events
         state_events = await self._state_section(req, room_id, timeline, since, upto,
-                                                 full=newly_joined or req.full_state or limited)
-        prev_batch = await self._prev_batch(room_id, timeline, upto)
-        because = await self._redactions(timeline + state_events)
+                                                 full=newly_joined or req.full_state
+                                                 or line.limited)
+        because = await self._redactions(state_events)
+        shared = shared_lines is not None
+        if shared_lines is not None:
+            shared_lines[room_id] = line
         room: dict[str, Any] = {
             "timeline": {
-                "events": [self._serialize(s, now, req, because) for s in timeline],
-                "limited": limited,
-                "prev_batch": str(prev_batch),
+                "events": line.serialized if shared else line.for_device(req.user_id,
+                                                                         req.device_id),
+                "limited": line.limited,
+                "prev_batch": line.prev_batch,
             },
             "state": {"events": [self._serialize(s, now, req, because) for s in state_events]},
-            "ephemeral": {"events": await self._ephemeral(req, room_id, since, upto)},
+            "ephemeral": {"events": await self._ephemeral(req, room_id, since, upto,
+                                                          shared)},
             "account_data": {"events": await self._room_account_data(req, room_id, since, upto)},
             "unread_notifications": {"notification_count": 0, "highlight_count": 0},
         }
         if since is None or newly_joined or any(s.event.type == MEMBER
                                                 for s in timeline + state_events):
             room["summary"] = await self._summary(room_id, req.user_id)
-        if self.unread is not None:
+        if self.unread is not None and not shared:
             room["unread_notifications"] = await self.unread.unread_counts(req.user_id, room_id)
         return room
+
+    async def _user_timeline(self, req: SyncRequest, room_id: str, since: int | None,
+                             upto: int, now: int) -> _Timeline:
+        timeline, limited = await self._timeline(req, room_id, since, upto)
+        timeline = [s for s in timeline
+                    if req.filter.timeline.allows(s.event.type, s.event.sender, room_id,
+                                                  s.event.content)]
+        timeline = await self._visible(req, room_id, timeline, upto)
+        return await self._serialized_timeline(req, room_id, timeline, limited, upto, now)
+
+    async def _steady_timeline(self, req: SyncRequest, room_id: str, since: int, upto: int,
+                               now: int) -> _Timeline:
+        """What happened in a room since `since`, for a member joined all along:
+        the same for every such member with the same timeline filter, so a message
+        to a big room is read, filtered and serialized once for all the listeners
+        it wakes instead of once per listener."""
+        timeline_filter = req.filter.timeline
+        # The entry holds its filter, so the filter's id cannot be reused meanwhile.
+        key = (room_id, since, id(timeline_filter))
+
+        async def load() -> _Timeline:
+            timeline, limited = await self._timeline(req, room_id, since, upto)
+            timeline = [s for s in timeline
+                        if timeline_filter.allows(s.event.type, s.event.sender, room_id,
+                                                  s.event.content)]
+            return await self._serialized_timeline(req, room_id, timeline, limited, upto, now)
+
+        line = await self._steady_memo.get_or_load(upto, key, load)
+        if line.filter is not timeline_filter:  # an id reused by another filter
+            line = await load()
+        return line
+
+    async def _serialized_timeline(self, req: SyncRequest, room_id: str,
+                                   timeline: list[StoredEvent], limited: bool, upto: int,
+                                   now: int) -> _Timeline:
+        prev_batch = await self._prev_batch(room_id, timeline, upto)
+        because = await self._redactions(timeline)
+        return _Timeline(timeline, [
+            client_event(s, now, include_room_id=False,
+                         redaction=because.get(s.redacted_by or "")) for s in timeline
+        ], limited, str(prev_batch), req.filter.timeline)
 
     async def _prev_batch(self, room_id: str, timeline: list[StoredEvent], upto: int
                           ) -> TopologicalToken:
@@ -429,8 +587,9 @@ class SyncHandler:
             return {}
         return await self._state.state_after(last[0].event.event_id)
 
-    async def _ephemeral(self, req: SyncRequest, room_id: str, since: int | None, upto: int
-                         ) -> list[dict[str, Any]]:
+    async def _ephemeral(self, req: SyncRequest, room_id: str, since: int | None, upto: int,
+                         shared: bool = False) -> list[dict[str, Any]]:
+        """`shared`: for any member, so with nobody's private receipts."""
         out: list[dict[str, Any]] = []
         if self._typing.changed_since(room_id, since):
             out.append({"type": "m.typing",
@@ -439,10 +598,10 @@ class SyncHandler:
         receipts = []
         if since is None or changes.room_changed(room_id, ("receipts",), since) or \
                 changes.user_changed(req.user_id, ("receipts",), since):
-            receipts = await self._receipts.for_rooms([room_id], since or 0, upto)
+            receipts = await self._room_receipts(room_id, since or 0, upto)
         content: dict[str, Any] = {}
         for r in receipts:
-            if r.receipt_type == "m.read.private" and r.user_id != req.user_id:
+            if r.receipt_type == "m.read.private" and (shared or r.user_id != req.user_id):
                 continue
             data: dict[str, Any] = {"ts": r.ts}
             if r.thread_id:
@@ -451,6 +610,14 @@ class SyncHandler:
         if content:
             out.append({"type": "m.receipt", "content": content})
         return [e for e in out if req.filter.ephemeral.allows(e["type"], "", room_id)]
+
+    async def _room_receipts(self, room_id: str, since: int, upto: int) -> list[Any]:
+        """A room's receipts since `since`: everyone in the room is woken by a
+        receipt and asks this, so it is read once per position."""
+        async def load() -> list[Any]:
+            return await self._receipts.for_rooms([room_id], since, upto)
+
+        return await self._receipts_memo.get_or_load(upto, (room_id, since), load)
 
     async def _room_account_data(self, req: SyncRequest, room_id: str, since: int | None,
                                  upto: int) -> list[dict[str, Any]]:
@@ -517,7 +684,8 @@ class SyncHandler:
 
     async def _redactions(self, events: list[StoredEvent]) -> dict[str, Event]:
         """The redaction events of redacted events, for `unsigned.redacted_because`."""
-        return await self._events.get_events([s.redacted_by for s in events if s.redacted_by])
+        ids = [s.redacted_by for s in events if s.redacted_by]
+        return await self._events.get_events(ids) if ids else {}
 
     def _serialize(self, stored: StoredEvent, now: int, req: SyncRequest,
                    redactions: dict[str, Event] | None = None) -> dict[str, Any]:

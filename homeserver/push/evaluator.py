@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from .glob import contains_words, matches
-from .rules import LEGACY_MENTION_RULES, Json, PushRule
+from .rules import LEGACY_MENTION_RULES, Json, PushDecision, PushRule
 
 logger = logging.getLogger(__name__)
 
@@ -30,33 +31,6 @@ class PushContext:
     sender_power_level: int | None = None
     # `notifications` of m.room.power_levels (missing keys default to 50).
     notification_levels: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PushDecision:
-    """The actions of the first matching rule."""
-
-    kind: str
-    rule_id: str
-    actions: list[Any]
-
-    @property
-    def notify(self) -> bool:
-        return "notify" in self.actions
-
-    @property
-    def tweaks(self) -> dict[str, Any]:
-        """Spec: a `highlight` tweak with no value means true."""
-        out: dict[str, Any] = {}
-        for action in self.actions:
-            if isinstance(action, dict) and isinstance(action.get("set_tweak"), str):
-                name = action["set_tweak"]
-                out[name] = action.get("value", True if name == "highlight" else None)
-        return out
-
-    @property
-    def highlight(self) -> bool:
-        return self.tweaks.get("highlight") is True
 
 
 @lru_cache(maxsize=1024)
@@ -118,10 +92,9 @@ class _Evaluation:
             return False
         if rule.default and self.has_mentions and rule.rule_id in LEGACY_MENTION_RULES:
             return False
-        # Only stored conditions are shared: content, room and sender rules build
-        # theirs afresh on each call, and a freed object's id may be reused.
+        # Content, room and sender rules are each user's own (or name the user).
         if rule.kind not in ("override", "underride"):
-            return all(self.condition(c) for c in rule.effective_conditions())
+            return all(self.condition(c) for c in rule.effective_conditions)
         if rule.personal:
             return all(self.condition(c, shared=True) for c in rule.conditions)
         # Recipients sharing a (default) rule share its list of conditions too.
@@ -222,5 +195,76 @@ def evaluate(rules: Iterable[PushRule], event: Mapping[str, Any], context: PushC
     evaluation = _Evaluation(event, context, user_id, display_name, memo)
     for rule in rules:
         if evaluation.rule_matches(rule):
-            return PushDecision(rule.kind, rule.rule_id, list(rule.actions))
+            return rule.decision
     return None
+
+
+class EventEvaluation:
+    """One event against the rules of many recipients (everyone in a big room).
+
+    Most users' rules differ only in the rules about them (their ID, localpart
+    or display name): the rules that are the same for everyone are evaluated
+    once per distinct arrangement of them (a "plan"), and each user then only
+    runs their own rules that come before the first shared rule that matched.
+    """
+
+    def __init__(self, event: Mapping[str, Any], context: PushContext) -> None:
+        self._event = event
+        self._context = context
+        self._memo: dict[Any, bool] = {}
+        # template -> (indices of the user's own rules to try, index of the shared
+        # rule that matched or None)
+        self._plans: dict[Hashable, tuple[list[int], int | None]] = {}
+
+    def decide(self, rules: list[PushRule], user_id: str, display_name: str | None
+               ) -> PushDecision | None:
+        evaluation = _Evaluation(self._event, self._context, user_id, display_name, self._memo)
+        template = _templates.of(rules)
+        plan = self._plans.get(template)
+        if plan is None:
+            plan = self._plans[template] = _plan(rules, evaluation)
+        own, shared_match = plan
+        for index in own:
+            if evaluation.rule_matches(rules[index]):
+                return rules[index].decision
+        return rules[shared_match].decision if shared_match is not None else None
+
+
+def _plan(rules: list[PushRule], evaluation: _Evaluation) -> tuple[list[int], int | None]:
+    own = []
+    for index, rule in enumerate(rules):
+        if not rule.same_for_everyone:
+            own.append(index)
+        elif evaluation.rule_matches(rule):
+            return own, index
+    return own, None
+
+
+class _Templates:
+    """The arrangement of a rule list, cached per list object: the rules handler
+    keeps each user's list until their rules change. Equal templates mean equal
+    shared rules (conditions, enabled, actions) at equal places."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._by_list: OrderedDict[int, tuple[list[PushRule], Hashable]] = OrderedDict()
+        self._size = size
+
+    def of(self, rules: list[PushRule]) -> Hashable:
+        found = self._by_list.get(id(rules))
+        if found is not None and found[0] is rules:  # the entry keeps its list alive
+            return found[1]
+        template = tuple(_rule_key(rule) for rule in rules)
+        self._by_list[id(rules)] = (rules, template)
+        while len(self._by_list) > self._size:
+            self._by_list.popitem(last=False)
+        return template
+
+
+def _rule_key(rule: PushRule) -> Hashable:
+    if not rule.same_for_everyone:
+        return ("own", rule.kind, rule.rule_id)
+    # Shared conditions are one object for every user (rules._fill).
+    return (rule.kind, rule.rule_id, rule.enabled, id(rule.conditions), repr(rule.actions))
+
+
+_templates = _Templates()

@@ -38,6 +38,8 @@ class PushRule:
     pattern: str | None = None
     default: bool = False
     enabled: bool = True
+    # A server default filled in with the user's ID or localpart.
+    names_user: bool = False
 
     @cached_property
     def personal(self) -> bool:
@@ -45,6 +47,17 @@ class PushRule:
         the room: only `contains_display_name` asks about the recipient."""
         return any(c.get("kind") == "contains_display_name" for c in self.conditions)
 
+    @cached_property
+    def same_for_everyone(self) -> bool:
+        """Whether every user with this rule gets the same answer for an event: a
+        server default that names nobody (user-defined rules are each user's own)."""
+        return self.default and not self.names_user and not self.personal
+
+    @cached_property
+    def decision(self) -> PushDecision:
+        return PushDecision(self.kind, self.rule_id, self.actions)
+
+    @cached_property
     def effective_conditions(self) -> list[Json]:
         """What must hold for the rule to match: content, room and sender rules
         have predefined conditions derived from `pattern` or `rule_id`."""
@@ -70,6 +83,33 @@ class PushRule:
 
     def with_changes(self, **changes: Any) -> PushRule:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class PushDecision:
+    """The actions of the first matching rule."""
+
+    kind: str
+    rule_id: str
+    actions: list[Any]
+
+    @cached_property
+    def notify(self) -> bool:
+        return "notify" in self.actions
+
+    @cached_property
+    def tweaks(self) -> dict[str, Any]:
+        """Spec: a `highlight` tweak with no value means true."""
+        out: dict[str, Any] = {}
+        for action in self.actions:
+            if isinstance(action, dict) and isinstance(action.get("set_tweak"), str):
+                name = action["set_tweak"]
+                out[name] = action.get("value", True if name == "highlight" else None)
+        return out
+
+    @cached_property
+    def highlight(self) -> bool:
+        return self.tweaks.get("highlight") is True
 
 
 def _match(key: str, pattern: str) -> Json:
@@ -180,7 +220,7 @@ def default_rules(user_id: str, kind: str) -> list[PushRule]:
         rules.append(PushRule(
             kind=kind, rule_id=filled["rule_id"], actions=filled["actions"],
             conditions=filled.get("conditions", []), pattern=filled.get("pattern"),
-            default=True, enabled=filled.get("enabled", True),
+            default=True, enabled=filled.get("enabled", True), names_user=filled is not spec,
         ))
     return rules
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,3 +138,24 @@ class SyncFilter:
     def timeline_limit(self) -> int:
         limit = self.timeline.limit
         return DEFAULT_TIMELINE_LIMIT if limit is None else max(1, min(limit, 1000))
+
+
+NO_FILTER = SyncFilter()
+_INTERNED_MAX = 1000
+_interned: OrderedDict[str, SyncFilter] = OrderedDict()
+
+
+def interned_filter(raw: Any) -> SyncFilter:
+    """The one SyncFilter object for equal filter definitions: /sync answers
+    are shared between requests with the same filter, recognised by identity."""
+    if raw is None:
+        return NO_FILTER
+    key = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    found = _interned.get(key)
+    if found is None:
+        found = _interned[key] = SyncFilter.parse(raw)
+        while len(_interned) > _INTERNED_MAX:
+            _interned.popitem(last=False)
+    else:
+        _interned.move_to_end(key)
+    return found

@@ -50,19 +50,32 @@ class ChangeIndex:
     def __init__(self, floor: int) -> None:
         self._rooms = {kind: StreamChangeCache(floor) for kind in KINDS}
         self._users = {kind: StreamChangeCache(floor) for kind in KINDS}
+        # Any kind at all: most questions are about rooms and users that did
+        # not change, and one lookup answers them instead of one per kind.
+        self._any_room = StreamChangeCache(floor)
+        self._any_user = StreamChangeCache(floor)
 
     def mark(self, kind: str, position: int, rooms: frozenset[str], users: frozenset[str]
              ) -> None:
         kind = kind if kind in self._rooms else "other"
         for room in rooms:
             self._rooms[kind].mark(room, position)
+            self._any_room.mark(room, position)
         for user in users:
             self._users[kind].mark(user, position)
+            self._any_user.mark(user, position)
 
     def room_changed(self, room_id: str, kinds: tuple[str, ...], since: int) -> bool:
+        if not self._any_room.changed_since(room_id, since):
+            return False
         return any(self._rooms[k].changed_since(room_id, since) for k in (*kinds, "other"))
 
+    def user_changed_at_all(self, user_id: str, since: int) -> bool:
+        return self._any_user.changed_since(user_id, since)
+
     def user_changed(self, user_id: str, kinds: tuple[str, ...], since: int) -> bool:
+        if not self._any_user.changed_since(user_id, since):
+            return False
         return any(self._users[k].changed_since(user_id, since) for k in (*kinds, "other"))
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 from typing import Any, Callable
 
+import autobahn.util
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -22,12 +23,18 @@ from twisted.internet import defer
 from federation.protocol.errors import MatrixError
 
 from ..handlers.auth import Authenticator, Requester
-from ..sync.filtering import SyncFilter
+from ..sync.filtering import NO_FILTER
 from ..handlers.sync import SyncHandler, SyncRequest
 from ..sync.tokens import SyncToken
 from .requests import RequestDispatcher
 
 logger = logging.getLogger(__name__)
+
+# autobahn builds the arguments of a debug log line on every frame it sends,
+# even with debug logging off, and colours them with click when click is
+# installed (a development tool brings it): 20% of the cost of a frame. We do
+# not use autobahn's coloured logs.
+autobahn.util._HAS_CLICK = False
 
 STREAM_PATH = b"/_guildhall/client/v1/stream"
 LONG_POLL_MS = 30_000
@@ -55,7 +62,7 @@ class StreamProtocol(WebSocketServerProtocol):
         super().__init__()
         self.requester: Requester | None = None
         self._since: SyncToken | None = None
-        self._filter = SyncFilter()
+        self._filter = NO_FILTER
         self._pump: defer.Deferred | None = None
         self._open = False
 
@@ -106,17 +113,25 @@ class StreamProtocol(WebSocketServerProtocol):
         self.sendClose(CLOSE_TOKEN_REVOKED, "M_UNKNOWN_TOKEN: access token revoked")
 
     async def _pump_sync(self) -> None:
-        assert self.requester is not None
         token, first = self._since, True
         while self._open:
-            body = await self.factory.sync.sync(SyncRequest(
-                self.requester.user_id, self.requester.device_id, token,
-                0 if first else LONG_POLL_MS, self._filter))
-            if not self._open:
-                return
-            if first or sync_has_changes(body):
-                self._send({"type": "sync", "next_batch": body["next_batch"], "data": body})
-            token, first = SyncToken.parse(body["next_batch"]), False
+            token = await self._push_next(token, first)
+            first = False
+
+    async def _push_next(self, token: SyncToken | None, first: bool) -> SyncToken | None:
+        """Wait for the next change, send it, and return the new token. The body
+        dies here, before the next wait: an initial sync of a big room is many
+        thousands of objects, and 500 streams each holding one until their next
+        frame cost memory and then a long pause freeing them all at once."""
+        assert self.requester is not None
+        body = await self.factory.sync.sync(SyncRequest(
+            self.requester.user_id, self.requester.device_id, token,
+            0 if first else LONG_POLL_MS, self._filter))
+        if not self._open:
+            return token
+        if first or sync_has_changes(body):
+            self._send({"type": "sync", "next_batch": body["next_batch"], "data": body})
+        return SyncToken.parse(body["next_batch"])
 
     def _pump_failed(self, failure: Any) -> None:
         if failure.check(defer.CancelledError) or not self._open:

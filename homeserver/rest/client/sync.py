@@ -11,7 +11,7 @@ from federation.protocol.errors import Codes, MatrixError
 
 from ...handlers.auth import Authenticator
 from ...storage.account_data import AccountDataStore
-from ...sync.filtering import SyncFilter
+from ...sync.filtering import NO_FILTER, SyncFilter, interned_filter
 from ...handlers.sync import SyncHandler, SyncRequest
 from ...sync.tokens import SyncToken
 from ..http import JsonRouter, parse_json_body, query_arg, query_bool, query_int
@@ -32,10 +32,10 @@ async def resolve_filter(filters: AccountDataStore, user_id: str, text: str | No
                          ) -> SyncFilter:
     """A filter ID or inline JSON (which starts with '{')."""
     if not text:
-        return SyncFilter()
+        return NO_FILTER
     if text.lstrip().startswith("{"):
         try:
-            return SyncFilter.parse(canonical_json.parse(text))
+            return interned_filter(canonical_json.parse(text))
         except MatrixError as exc:
             raise MatrixError(400, Codes.BAD_JSON, f"Invalid filter: {exc.message}") from exc
     filter_id = _filter_id(text)
@@ -44,7 +44,7 @@ async def resolve_filter(filters: AccountDataStore, user_id: str, text: str | No
     stored = await filters.get_filter(user_id, filter_id)
     if stored is None:
         raise MatrixError(400, Codes.INVALID_PARAM, "Unknown filter ID")
-    return SyncFilter.parse(stored)
+    return interned_filter(stored)
 
 
 def register(router: JsonRouter, auth: Authenticator, sync: SyncHandler,
