@@ -4,7 +4,8 @@ Scenarios, each on a fresh Guildhall server:
   * one room with N listeners (default 500), messages sent one at a time;
   * R rooms of M listeners (default 50 x 10), one message per room in turn.
 For each message: the time from the start of the send request until each
-listener has it (over the stream, then again over /sync long-polls). Also the
+listener has it (over the stream, then again over /sync long-polls), after one
+unmeasured warm-up message per room. Also the
 server's RSS per 100 idle stream connections. Run: `python -m bench.stream_fanout`.
 """
 
@@ -162,19 +163,30 @@ async def _measure(api: Api, sender_token: str, listeners: list[Listener], rooms
     per_message_max: list[float] = []
     missed = 0
     counter = 0
+
+    async def send(room: str) -> tuple[str, float]:
+        nonlocal counter
+        counter += 1
+        started = time.perf_counter()
+        sent = await api.call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/"
+                              f"{transport}{counter}", sender_token,
+                              {"msgtype": "m.text", "body": f"fan-out {counter}"})
+        event_id = sent["event_id"]
+        deadline = time.perf_counter() + 10
+        while time.perf_counter() < deadline and \
+                any(event_id not in t.received for t in by_room[room]):
+            await asyncio.sleep(0.002)
+        return event_id, started
+
+    # One unmeasured message per room first: the numbers are those of a running
+    # server, not of its first-use costs (the first message of a type compiles
+    # its schema validator; a room's first message loads its members' push rules).
+    for room in rooms:
+        await send(room)
     for _ in range(messages_per_room):
         for room in rooms:
-            counter += 1
-            started = time.perf_counter()
-            sent = await api.call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/"
-                                  f"{transport}{counter}", sender_token,
-                                  {"msgtype": "m.text", "body": f"fan-out {counter}"})
-            event_id = sent["event_id"]
-            deadline = time.perf_counter() + 10
+            event_id, started = await send(room)
             targets = by_room[room]
-            while time.perf_counter() < deadline and \
-                    any(event_id not in t.received for t in targets):
-                await asyncio.sleep(0.002)
             this_message = []
             for target in targets:
                 if event_id in target.received:
@@ -252,10 +264,28 @@ async def _scenario(args: argparse.Namespace, rooms: int, per_room: int, port: i
                 lst.received.clear()
             result["sync"] = await _measure(api, sender, listeners, room_ids,
                                             args.messages if rooms == 1 else 1, "sync")
-            if rooms == 1:
-                result["idle"] = await _idle_rss(api, server, listeners)
             result["server_cpu_s"] = round(server.cpu_seconds(), 2)
             return result
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+async def _idle_scenario(connections: int, port: int) -> dict[str, Any]:
+    """RSS per idle stream on a fresh server: after a fan-out the heap holds
+    freed memory that new connections reuse, which would hide their cost."""
+    server = GuildhallServer(port=port, database_url=None, server_name="localhost",
+                             log_level="WARNING")
+    server.start()
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector,
+                                         timeout=aiohttp.ClientTimeout(total=120)) as http:
+            api = Api(http, server.base_url)
+            rooms = max(1, connections // 10)
+            _, listeners, _ = await _setup(api, "idle", rooms, connections // rooms)
+            await asyncio.sleep(2)
+            return await _idle_rss(api, server, listeners)
     finally:
         server.stop()
         server.cleanup()
@@ -270,13 +300,13 @@ def _markdown(results: list[dict[str, Any]]) -> str:
             m = res[transport]
             lines.append(f"| {name} | {transport} | {m['deliveries']} | {m['missed']} | "
                          f"{m['p50_ms']} | {m['p99_ms']} | {m['max_ms']} |")
-    for res in results:
-        if "idle" in res:
-            idle = res["idle"]
-            lines.append(f"\nServer RSS per 100 idle stream connections: "
-                         f"{idle['mib_per_100']} MiB ({idle['connections']} connections, "
-                         f"{idle['rss_before_mib']} -> {idle['rss_after_mib']} MiB)")
     return "\n".join(lines)
+
+
+def _idle_markdown(idle: dict[str, Any]) -> str:
+    return (f"Server RSS per 100 idle stream connections: {idle['mib_per_100']} MiB "
+            f"({idle['connections']} connections in rooms of 10 on a fresh server, "
+            f"{idle['rss_before_mib']} -> {idle['rss_after_mib']} MiB)")
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -285,12 +315,13 @@ async def main_async(args: argparse.Namespace) -> None:
     results = []
     for rooms, per_room in ((1, args.listeners), (args.rooms, args.per_room)):
         results.append(await _scenario(args, rooms, per_room, free_port()))
+    idle = await _idle_scenario(args.listeners, free_port())
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     report = {"date": stamp, "cpus": __import__("os").cpu_count(),
-              "python": platform.python_version(), "results": results}
+              "python": platform.python_version(), "results": results, "idle": idle}
     (RESULTS / f"stream_fanout-{stamp}.json").write_text(json.dumps(report, indent=2))
-    table = _markdown(results)
+    table = _markdown(results) + "\n\n" + _idle_markdown(idle)
     (RESULTS / f"stream_fanout-{stamp}.md").write_text(
         f"# Stream fan-out ({stamp})\n\n{table}\n")
     print(table)

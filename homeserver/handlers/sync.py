@@ -97,7 +97,7 @@ class SyncRequest:
     user_id: str
     device_id: str
     since: SyncToken | None
-    timeout_ms: int
+    timeout_ms: int | None  # None: wait for something new however long it takes
     filter: SyncFilter
     full_state: bool = False
 
@@ -156,7 +156,8 @@ class SyncHandler:
         if req.since is not None and req.since.to_device:
             await self._to_device.delete_upto(req.user_id, req.device_id, req.since.to_device)
         upto = self._notifier.current
-        if req.since is None or req.timeout_ms <= 0 or req.full_state:
+        if req.since is None or req.full_state or (req.timeout_ms is not None
+                                                   and req.timeout_ms <= 0):
             return (await self._build(req, upto))[0]
         response: dict[str, Any] | None = None
         if not self._quiet_since(req.since, upto):
@@ -165,13 +166,16 @@ class SyncHandler:
                 return response
         # Invites and knocks target the user, so joined rooms and the user suffice.
         waiter = self._notifier.wait(req.user_id, await self.joined_rooms(req.user_id), upto)
-        timer = self._clock.call_later(req.timeout_ms / 1000, waiter.cancel)
+        timer = None if req.timeout_ms is None else \
+            self._clock.call_later(req.timeout_ms / 1000, waiter.cancel)
         try:
             await waiter
-        except defer.CancelledError:  # timed out: nothing new
+        except defer.CancelledError:
+            if timer is None:  # no timeout: the caller gave up
+                raise
             return response if response is not None else (await self._build(req, upto))[0]
         finally:
-            if timer.active():
+            if timer is not None and timer.active():
                 timer.cancel()
         response, _ = await self._build(req, self._notifier.current)
         return response

@@ -12,7 +12,7 @@ only be enabled if the event does not have an m.mentions property").
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 # The kinds, in the order they are checked (spec: "Push Rules").
@@ -213,16 +213,26 @@ def localpart(user_id: str) -> str:
 
 
 def default_rules(user_id: str, kind: str) -> list[PushRule]:
-    """The server-default rules of one kind, for one user, in priority order."""
-    rules = []
-    for spec in _DEFAULTS[kind]:
-        filled = _fill(spec, user_id)
-        rules.append(PushRule(
-            kind=kind, rule_id=filled["rule_id"], actions=filled["actions"],
-            conditions=filled.get("conditions", []), pattern=filled.get("pattern"),
-            default=True, enabled=filled.get("enabled", True), names_user=filled is not spec,
-        ))
-    return rules
+    """The server-default rules of one kind, for one user, in priority order.
+    Those that name nobody are one object shared by every user: a room of 500
+    members loads 500 users' rules for its first message."""
+    return [shared if shared is not None else _default_rule(kind, _fill(spec, user_id), True)
+            for spec, shared in zip(_DEFAULTS[kind], _shared_defaults(kind))]
+
+
+@lru_cache(maxsize=None)
+def _shared_defaults(kind: str) -> tuple[PushRule | None, ...]:
+    """Each default rule of a kind, or None where it names the user."""
+    return tuple(_default_rule(kind, spec, False) if _fill(spec, "@anyone:example.org") is spec
+                 else None for spec in _DEFAULTS[kind])
+
+
+def _default_rule(kind: str, filled: Json, names_user: bool) -> PushRule:
+    return PushRule(
+        kind=kind, rule_id=filled["rule_id"], actions=filled["actions"],
+        conditions=filled.get("conditions", []), pattern=filled.get("pattern"),
+        default=True, enabled=filled.get("enabled", True), names_user=names_user,
+    )
 
 
 def is_default_rule_id(rule_id: str) -> bool:

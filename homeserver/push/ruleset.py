@@ -115,7 +115,10 @@ class UserPushRules:
     def _defaults(self, user_id: str, kind: str) -> list[PushRule]:
         out = []
         for rule in default_rules(user_id, kind):
-            change = self.defaults.get(f"{kind}/{rule.rule_id}", {})
+            change = self.defaults.get(f"{kind}/{rule.rule_id}")
+            if not change:
+                out.append(rule)  # unchanged: maybe the object every user shares
+                continue
             out.append(rule.with_changes(
                 enabled=bool(change.get("enabled", rule.enabled)),
                 actions=list(change.get("actions", rule.actions))))

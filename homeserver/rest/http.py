@@ -7,7 +7,6 @@ spec's error JSON (rendered in exactly one place), CORS, and logging of any
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from twisted.web.resource import Resource
 import schemas
 from federation.protocol import canonical_json
 from federation.protocol.errors import Codes, MatrixError
+
+from .. import wire_json
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def _safe_path(request: server.Request) -> str:
 def respond(request: server.Request, status: int, body: Any) -> None:
     if request.finished or request._disconnected:
         return
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    payload = wire_json.encode(body)
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")

@@ -10,7 +10,6 @@ requests (see requests.py) on the same socket.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Callable
 
@@ -25,6 +24,7 @@ from federation.protocol.errors import MatrixError
 from ..handlers.auth import Authenticator, Requester
 from ..sync.filtering import NO_FILTER
 from ..handlers.sync import SyncHandler, SyncRequest
+from .. import wire_json
 from ..sync.tokens import SyncToken
 from .requests import RequestDispatcher
 
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 autobahn.util._HAS_CLICK = False
 
 STREAM_PATH = b"/_guildhall/client/v1/stream"
-LONG_POLL_MS = 30_000
 CLOSE_TOKEN_REVOKED = 4001  # application close code: the access token was revoked
 
 
@@ -126,7 +125,7 @@ class StreamProtocol(WebSocketServerProtocol):
         assert self.requester is not None
         body = await self.factory.sync.sync(SyncRequest(
             self.requester.user_id, self.requester.device_id, token,
-            0 if first else LONG_POLL_MS, self._filter))
+            0 if first else None, self._filter))
         if not self._open:
             return token
         if first or sync_has_changes(body):
@@ -154,7 +153,7 @@ class StreamProtocol(WebSocketServerProtocol):
             self._send({"id": request_id, **reply})
 
     def _send(self, frame: dict[str, Any]) -> None:
-        self.sendMessage(json.dumps(frame, ensure_ascii=False).encode("utf-8"), isBinary=False)
+        self.sendMessage(wire_json.encode(frame), isBinary=False)
 
 
 def _bearer(header: str | None) -> str | None:

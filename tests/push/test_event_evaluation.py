@@ -83,3 +83,17 @@ def test_users_with_default_rules_share_one_plan() -> None:
     for user_id, name, rules in users:
         together.decide(rules, user_id, name)
     assert len(together._plans) == 1
+    own, shared_match = next(iter(together._plans.values()))
+    own_rules = {users[0][2][i].rule_id for i in own}
+    # Only the rules about the user run per user; the rest ran once.
+    assert own_rules == {".m.rule.invite_for_me", ".m.rule.is_user_mention",
+                         ".m.rule.contains_display_name", ".m.rule.contains_user_name"}
+    assert users[0][2][shared_match].rule_id == ".m.rule.message"
+
+
+def test_unchanged_default_rules_are_shared_objects() -> None:
+    first, second = (UserPushRules().ordered(f"@u{i}:{SERVER}") for i in range(2))
+    shared = [a for a, b in zip(first, second) if a is b]
+    assert {r.rule_id for r in shared} >= {".m.rule.master", ".m.rule.message"}
+    assert all(r.same_for_everyone or r.personal for r in shared)
+    assert not any(a is b for a, b in zip(first, second) if a.names_user)
