@@ -57,13 +57,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(config_path: Path) -> int:
+    cfg = config_module.load(config_path)
+    if cfg.federation_listen is None:
+        from .memory import leave_tls_unloaded
+
+        leave_tls_unloaded()  # before the reactor, which would load pyOpenSSL
     from twisted.internet import reactor
 
     from .app import build
     from .gc_tuning import tune_for_server
     from .logsetup import setup
 
-    cfg = config_module.load(config_path)
     setup(cfg.log_level)
     federation_tls = _federation_tls(cfg)
     hs = build(cfg, reactor)
@@ -91,10 +95,10 @@ def _run(config_path: Path) -> int:
 def _federation_tls(cfg: config_module.Config) -> object:
     """The federation listener's TLS options (it listens with TLS only), or
     None without federation; checked before anything starts."""
-    from .tls import server_tls_options
-
     if cfg.federation_listen is None:
         return None
+    from .tls import server_tls_options  # pyOpenSSL: loaded only for federation
+
     if cfg.tls_certificate_path is None or cfg.tls_private_key_path is None:
         raise config_module.ConfigError(
             "federation_listen needs tls_certificate_path and tls_private_key_path")

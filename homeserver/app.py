@@ -11,7 +11,6 @@ from twisted.web.server import Site
 
 from .clock import Clock
 from .config import Config
-from .federation_app import FederationParts, build_federation
 from .handlers.account import AccountHandler
 from .handlers.account_data import AccountDataHandler
 from .handlers.auth import Authenticator
@@ -207,6 +206,10 @@ def build(config: Config, reactor: Any) -> HomeServer:
                      tuple(p.encode() for p in media_rest.UPLOAD_PATHS), config.max_upload_bytes)
     federation_site = None
     if config.federation_listen is not None:
+        # The Server-Server stack (transport, key ring, pyOpenSSL) is loaded only
+        # when served: a server without federation never holds it in memory.
+        from .federation_app import FederationParts, build_federation
+
         federation_site = build_federation(FederationParts(
             config=config, reactor=reactor, db=db, clock=clock, writer=writer, events=events,
             rooms=rooms, users=users, stream=stream, notifier=notifier, state=state,

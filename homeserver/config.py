@@ -18,8 +18,6 @@ from federation.protocol import identifiers
 from federation.protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from federation.protocol.signing import ServerKey, generate_server_key
 
-from . import tls
-
 
 class ConfigError(ValueError):
     pass
@@ -228,6 +226,8 @@ def generate(
     data_dir.mkdir(parents=True, exist_ok=True)
     key = generate_server_key(server_name, "a_" + secrets.token_hex(2))
     if tls_cert is None or tls_key is None:
+        from . import tls  # TLS libraries: `run` loads them only for federation
+
         tls_cert, tls_key = data_dir / "federation.crt", data_dir / "federation.key"
         tls.generate_self_signed(server_name, tls_cert, tls_key)
     text = TEMPLATE.format(

@@ -1,0 +1,28 @@
+"""Keeping the idle server small: what a running configuration never uses
+is never loaded.
+
+Twisted's reactor imports pyOpenSSL whenever it is installed (for
+`listenSSL` and `startTLS`), and with it cryptography's X.509 bindings,
+service_identity and Twisted's own TLS glue; twisted.web imports h2 whenever
+it is installed, although it speaks HTTP/2 only when TLS (ALPN) negotiates
+it. About 6.5 MiB of RSS in every server process. Only federation uses TLS
+(its listener and its outgoing requests); the Client-Server API is plain
+HTTP/1.1 behind the operator's proxy.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Modules only a TLS-speaking server uses.
+TLS_ONLY = ("OpenSSL", "h2")
+
+
+def leave_tls_unloaded() -> None:
+    """For a server without federation: let Twisted find pyOpenSSL and h2
+    absent, a case it supports (its TLS entry points then raise, and HTTP/2
+    is off). Call before the reactor is imported; a module already loaded
+    stays as it is."""
+    for name in TLS_ONLY:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # its import raises ImportError

@@ -1,0 +1,72 @@
+"""A started server holds only what its configuration uses: without federation,
+no Server-Server stack and no pyOpenSSL (their memory: `python -m
+bench.memory_profile`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import ROOT, free_port
+
+# `python -m homeserver run` for real, stopped as soon as its reactor runs;
+# prints the modules it then holds. It does not import the reactor itself:
+# when that happens is the server's choice.
+_RUN_THEN_LIST_MODULES = """
+import json, sys, threading, time
+from homeserver.__main__ import main
+
+def stop_once_running():
+    while True:
+        time.sleep(0.05)
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if reactor is not None and reactor.running:
+            reactor.callFromThread(reactor.stop)
+            return
+
+threading.Thread(target=stop_once_running, daemon=True).start()
+code = main(["run", "--config", sys.argv[1]])
+print(json.dumps({"exit": code, "modules": [name for name, module in sys.modules.items()
+                                             if module is not None]}))
+"""
+
+# Loaded only to serve federation.
+FEDERATION_ONLY = ("OpenSSL", "twisted.internet.ssl", "homeserver.tls",
+                   "homeserver.federation_app", "homeserver.rest.federation",
+                   "federation.transport", "federation.keys", "federation.receiver",
+                   "federation.sender", "federation.membership")
+# Never loaded without TLS (h2: HTTP/2 needs TLS's ALPN; whether installed or not).
+TLS_ONLY = ("service_identity", "h2", "hpack")
+
+
+def _modules_of_started_server(data_dir: Path, *generate_args: str) -> set[str]:
+    subprocess.run([sys.executable, "-m", "homeserver", "generate-config",
+                    "--server-name", "localhost", "--data-dir", str(data_dir),
+                    "--client-listen", f"127.0.0.1:{free_port()}", *generate_args],
+                   check=True, cwd=ROOT, capture_output=True, timeout=60)
+    run = subprocess.run([sys.executable, "-c", _RUN_THEN_LIST_MODULES,
+                          str(data_dir / "homeserver.yaml")],
+                         check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["exit"] == 0, run.stderr[-3000:]
+    return set(result["modules"])
+
+
+def _within(modules: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(name for name in modules
+                  if any(name == root or name.startswith(root + ".") for root in roots))
+
+
+def test_server_without_federation_loads_neither_federation_nor_pyopenssl(tmp_path) -> None:
+    modules = _modules_of_started_server(tmp_path)
+    assert "homeserver.app" in modules and "twisted.internet.reactor" in modules
+    assert _within(modules, FEDERATION_ONLY + TLS_ONLY) == []
+
+
+def test_server_with_federation_loads_its_stack(tmp_path) -> None:
+    modules = _modules_of_started_server(
+        tmp_path, "--federation-listen", f"127.0.0.1:{free_port()}")
+    assert set(FEDERATION_ONLY) <= modules
