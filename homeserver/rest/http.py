@@ -80,12 +80,26 @@ class Root(Resource):
         return self._exact.get(request.path, self._router)
 
 
+# The access log keeps the logger name Twisted's lines had ("twisted").
+_access_log = logging.getLogger("twisted")
+
+
+class AccessLoggedSite(server.Site):
+    """Writes each request's access-log line straight to the standard logging
+    tree: Twisted's default passes it through its legacy and new log systems
+    first, which cost more than the line itself (a few % of a message send)."""
+
+    def log(self, request: server.Request) -> None:
+        if _access_log.isEnabledFor(logging.INFO):
+            _access_log.info("%s", self._logFormatter(self._logDateTime, request))
+
+
 def make_site(root: Resource, max_body_bytes: int, upload_paths: tuple[bytes, ...] = (),
               max_upload_bytes: int = 0) -> server.Site:
     request_class = type("Request", (LimitedRequest,), {
         "max_body_bytes": max_body_bytes, "upload_paths": upload_paths,
         "max_upload_bytes": max_upload_bytes})
-    site = server.Site(root, requestFactory=request_class)
+    site = AccessLoggedSite(root, requestFactory=request_class)
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -29,6 +29,7 @@ from ..storage.events import (
 )
 from ..storage.rooms import RoomStore
 from ..storage.stream import StreamIdGenerator
+from .txns import RecentTxns
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class RoomWriter:
         cache_size: int = 5000,
         push: PushActionSource | None = None,
         backfill_below: int = 0,
+        recent_txns_size: int = 4096,
     ) -> None:
         self._events = events
         self._rooms = rooms
@@ -121,6 +123,7 @@ class RoomWriter:
         self._listeners: list[Listener] = []
         # Client transactions queued but not yet committed: their retries wait.
         self._inflight_txns: dict[tuple[str, str, str], list[Deferred[PersistedEvent]]] = {}
+        self._recent_txns = RecentTxns(recent_txns_size)
         self._push = push
         # Backfilled history takes positions below every other event's, so no
         # /sync ever sees it as new.
@@ -201,22 +204,28 @@ class RoomWriter:
 
         The room's lock is held only to build and queue the event: its commit is
         awaited outside, so the next event of the room is built meanwhile and
-        both share one commit (see EventStore.persist).
+        both share one commit (see EventStore.persist). A retried txnId is
+        looked up before the lock for the same reason (see rooms/txns.py).
         """
+        looked_up_at: int | None = None
+        if new.txn is not None and new.txn not in self._inflight_txns:
+            looked_up_at = self._recent_txns.mark()
+            earlier = await self._earlier_answer(new.txn)
+            if earlier is not None:
+                return earlier
         async with self._lock(room_id):
             snap = await self.snapshot(room_id)
             if snap is None:
                 raise MatrixError(404, Codes.NOT_FOUND, "Unknown room")
-            if new.txn is not None:
-                if new.txn in self._inflight_txns:
-                    waiter: Deferred[PersistedEvent] = Deferred()
-                    self._inflight_txns[new.txn].append(waiter)
-                    pending = None
-                else:
-                    earlier = await self._earlier_answer(new.txn)
+            if new.txn is not None and new.txn in self._inflight_txns:
+                waiter: Deferred[PersistedEvent] = Deferred()
+                self._inflight_txns[new.txn].append(waiter)
+                pending = None
+            else:
+                if new.txn is not None:
+                    earlier = await self._answer_since(new.txn, looked_up_at)
                     if earlier is not None:
                         return earlier
-            if new.txn is None or new.txn not in self._inflight_txns:
                 event = await self._build(snap, new)
                 await self._authorise(snap, event)
                 if new.countersign is not None:
@@ -226,11 +235,25 @@ class RoomWriter:
             return await waiter  # a retry of a transaction still being committed
         return await self._complete(snap, pending, new)
 
+    async def _answer_since(self, txn: tuple[str, str, str], looked_up_at: int | None
+                            ) -> PersistedEvent | None:
+        """The answer to a txnId not in flight, given when it was looked up in the
+        database: committed since then, or (if that may be forgotten) stored."""
+        event_id = self._recent_txns.get(txn)
+        if event_id is not None:
+            return await self._answer(event_id)
+        if looked_up_at is not None and self._recent_txns.remembers_since(looked_up_at):
+            return None
+        return await self._earlier_answer(txn)
+
     async def _earlier_answer(self, txn: tuple[str, str, str]) -> PersistedEvent | None:
         earlier = await self._events.get_txn_response(*txn)
         if earlier is None:
             return None
-        stored = await self._events.get_event(earlier["event_id"])
+        return await self._answer(earlier["event_id"])
+
+    async def _answer(self, event_id: str) -> PersistedEvent | None:
+        stored = await self._events.get_event(event_id)
         return PersistedEvent(stored.event, stored.stream_ordering) if stored else None
 
     async def _build(self, snap: RoomSnapshot, new: NewEvent) -> Event:
@@ -313,6 +336,8 @@ class RoomWriter:
                 waiter.errback(exc)
             raise
         waiters = self._inflight_txns.pop(txn, []) if txn else []
+        if txn is not None:
+            self._recent_txns.add(txn, persisted.event.event_id)
         self._stream.finish(persisted.stream_ordering)
         for listener in self._listeners if persisted.visible else ():
             try:

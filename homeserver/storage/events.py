@@ -15,9 +15,15 @@ from twisted.internet.defer import Deferred
 from federation.protocol.events import MEMBER, Event, StateKey
 from federation.protocol.room_versions import KNOWN_ROOM_VERSIONS
 
+from .batched import BatchedLookup
 from .database import Database
+from .event_rows import (
+    DELETE_EXTREMITIES, INSERT_CLIENT_TXN, INSERT_EVENT, INSERT_EVENT_STATE_GROUPS,
+    INSERT_EXTREMITY, INSERT_PUSH_ACTIONS, INSERT_RELATION, PlainEventRows, client_txn_row,
+    event_row, event_state_groups_row, is_plain, push_action_rows, relation_row,
+)
 from .schema import (
-    client_txns, current_state, event_push_actions, event_relations, event_state_groups, events,
+    client_txns, current_state, event_relations, event_state_groups, events,
     forward_extremities, room_memberships, state_groups, state_groups_state,
 )
 
@@ -93,17 +99,6 @@ class StoredEvent:
     soft_failed: bool = False
 
 
-def _relation(event: Event) -> tuple[str, str, str | None] | None:
-    relates = event.content.get("m.relates_to")
-    if not isinstance(relates, dict):
-        return None
-    rel_type, target = relates.get("rel_type"), relates.get("event_id")
-    if not isinstance(rel_type, str) or not isinstance(target, str):
-        return None
-    key = relates.get("key") if rel_type == "m.annotation" else None
-    return rel_type, target, key if isinstance(key, str) else None
-
-
 # What clients may see of a room's timeline: not outliers, not rejected, not soft-failed.
 _SHOWN = (events.c.outlier.is_(False), events.c.rejected_reason.is_(None),
           events.c.soft_failed.is_(False))
@@ -119,6 +114,7 @@ class EventStore:
         self._cache_size = cache_size
         self._queue: list[tuple[PersistRequest, Deferred[None]]] = []
         self._flushing = False
+        self._txn_responses = BatchedLookup(db, "get_txn_responses", _load_txn_responses)
 
     # Writing -----------------------------------------------------------------
 
@@ -253,12 +249,9 @@ class EventStore:
         return await self._db.run("topological_position", txn)
 
     async def get_txn_response(self, user_id: str, device_id: str, path: str) -> Any:
-        def txn(conn: Connection) -> Any:
-            row = conn.execute(_SELECT_TXN_RESPONSE, {
-                "b_user": user_id, "b_device": device_id, "b_path": path}).first()
-            return json.loads(row.response_json) if row else None
-
-        return await self._db.run("get_txn_response", txn)
+        """The stored answer to a client transaction, or None (lookups made
+        together share one transaction: one per send otherwise)."""
+        return await self._txn_responses.get((user_id, device_id, path))
 
     async def relations_of_many(self, event_ids: list[str]
                                 ) -> dict[str, list[tuple[str, str, str | None]]]:
@@ -358,6 +351,12 @@ def _load_events(conn: Connection, event_ids: list[str]) -> list[StoredEvent]:
     return result
 
 
+def _load_txn_responses(conn: Connection, keys: list[tuple[str, str, str]]
+                        ) -> dict[tuple[str, str, str], Any]:
+    rows = conn.execute(_SELECT_TXN_RESPONSES, {"b_keys": keys})
+    return {(r.user_id, r.device_id, r.path): json.loads(r.response_json) for r in rows}
+
+
 def _load_group(conn: Connection, group: int) -> tuple[dict[StateKey, str], int]:
     """Walk the delta chain with one recursive query; newer entries win."""
     chain = sa.select(state_groups.c.id, state_groups.c.prev_group, sa.literal(0).label("n")) \
@@ -380,24 +379,14 @@ def _load_group(conn: Connection, group: int) -> tuple[dict[StateKey, str], int]
     return state, int(length or 0)
 
 
-# Statements built once: `sa.insert(t).values(...)` per row made SQLAlchemy
-# build and compile a new statement each time (ten times the cost of executing
-# a prepared one with parameters), on the thread every commit waits for.
-_INSERT_EVENT = sa.insert(events)
-_INSERT_EVENT_STATE_GROUPS = sa.insert(event_state_groups)
+# Statements built once (see event_rows.py for why).
 _INSERT_MEMBERSHIP = sa.insert(room_memberships)
-_INSERT_RELATION = sa.insert(event_relations)
-_INSERT_CLIENT_TXN = sa.insert(client_txns)
-_INSERT_PUSH_ACTIONS = sa.insert(event_push_actions)
-_SELECT_TXN_RESPONSE = sa.select(client_txns.c.response_json).where(
-    client_txns.c.user_id == sa.bindparam("b_user"),
-    client_txns.c.device_id == sa.bindparam("b_device"),
-    client_txns.c.path == sa.bindparam("b_path"))
+_SELECT_TXN_RESPONSES = sa.select(
+    client_txns.c.user_id, client_txns.c.device_id, client_txns.c.path,
+    client_txns.c.response_json,
+).where(sa.tuple_(client_txns.c.user_id, client_txns.c.device_id, client_txns.c.path)
+        .in_(sa.bindparam("b_keys", expanding=True)))
 _INSERT_STATE_GROUP = sa.insert(state_groups)
-_INSERT_EXTREMITY = sa.insert(forward_extremities)
-_DELETE_EXTREMITIES = sa.delete(forward_extremities).where(
-    forward_extremities.c.room_id == sa.bindparam("b_room"),
-    forward_extremities.c.event_id.in_(sa.bindparam("b_events", expanding=True)))
 _INSERT_CURRENT_STATE = sa.insert(current_state)
 _DELETE_CURRENT_STATE = sa.delete(current_state).where(
     current_state.c.room_id == sa.bindparam("b_room"),
@@ -406,8 +395,14 @@ _DELETE_CURRENT_STATE = sa.delete(current_state).where(
 
 
 def _persist_all(conn: Connection, requests: list[PersistRequest]) -> None:
+    plain = PlainEventRows()
     for request in requests:
-        _persist_txn(conn, request)
+        if is_plain(request):
+            plain.add(request)
+        else:
+            plain.write(conn)  # in commit order: what came before is written first
+            _persist_txn(conn, request)
+    plain.write(conn)
 
 
 def _persist_txn(conn: Connection, req: PersistRequest) -> None:
@@ -416,23 +411,11 @@ def _persist_txn(conn: Connection, req: PersistRequest) -> None:
         # We held it without its state; now it takes its place in the DAG.
         conn.execute(sa.delete(events).where(events.c.event_id == event.event_id,
                                              events.c.outlier.is_(True)))
-    conn.execute(_INSERT_EVENT, {
-        "event_id": event.event_id, "room_id": event.room_id,
-        "room_version": event.room_version.identifier, "stream_ordering": req.stream_ordering,
-        "depth": event.depth, "type": event.type, "state_key": event.state_key,
-        "sender": event.sender, "origin_server_ts": event.origin_server_ts,
-        "json": json.dumps(event.pdu, ensure_ascii=False),
-        "rejected_reason": event.rejected_reason, "outlier": req.outlier,
-        "soft_failed": req.soft_failed, "txn_device": req.txn[1] if req.txn else None,
-        "txn_id": req.txn_id if req.txn else None,
-    })
+    conn.execute(INSERT_EVENT, event_row(req))
     for group in ([req.new_state_group] if req.new_state_group else []) + req.more_state_groups:
         _insert_state_group(conn, event.room_id, group)
     if not req.outlier:
-        conn.execute(_INSERT_EVENT_STATE_GROUPS, {
-            "event_id": event.event_id, "state_group_before": req.state_group_before,
-            "state_group_after": req.state_group_after,
-        })
+        conn.execute(INSERT_EVENT_STATE_GROUPS, event_state_groups_row(req))
     if req.extremities is not None:
         _replace_extremities(conn, event.room_id, req.extremities)
     elif (not req.outlier and event.rejected_reason is None and not req.soft_failed
@@ -450,29 +433,17 @@ def _persist_txn(conn: Connection, req: PersistRequest) -> None:
             "sender": event.sender, "membership": event.membership or "leave",
             "stream_ordering": req.stream_ordering, "forgotten": False,
         })
-    relation = _relation(event)
-    if relation is not None and event.rejected_reason is None:
-        conn.execute(_INSERT_RELATION, {
-            "event_id": event.event_id, "relates_to_id": relation[1], "rel_type": relation[0],
-            "aggregation_key": relation[2], "room_id": event.room_id,
-        })
+    relation = relation_row(event)
+    if relation is not None:
+        conn.execute(INSERT_RELATION, relation)
     if req.redacts:
         conn.execute(sa.update(events).where(events.c.event_id == req.redacts)
                      .values(redacted_by=event.event_id))
-    if req.txn is not None:
-        user_id, device_id, path = req.txn
-        conn.execute(_INSERT_CLIENT_TXN, {
-            "user_id": user_id, "device_id": device_id, "path": path,
-            "response_json": json.dumps({"event_id": event.event_id}),
-            "created_ts": event.origin_server_ts,
-        })
+    txn = client_txn_row(req)
+    if txn is not None:
+        conn.execute(INSERT_CLIENT_TXN, txn)
     if req.push_actions:
-        conn.execute(_INSERT_PUSH_ACTIONS, [
-            {"room_id": event.room_id, "user_id": row.user_id, "event_id": event.event_id,
-             "stream_ordering": req.stream_ordering, "highlight": row.highlight,
-             "thread_id": row.thread_id}
-            for row in req.push_actions
-        ])
+        conn.execute(INSERT_PUSH_ACTIONS, push_action_rows(req))
 
 
 def _insert_state_group(conn: Connection, room_id: str, group: NewStateGroup) -> None:
@@ -490,8 +461,8 @@ def _insert_state_group(conn: Connection, room_id: str, group: NewStateGroup) ->
 def _update_extremities(conn: Connection, event: Event) -> None:
     prev = event.prev_event_ids
     if prev:
-        conn.execute(_DELETE_EXTREMITIES, {"b_room": event.room_id, "b_events": list(prev)})
-    conn.execute(_INSERT_EXTREMITY, {"room_id": event.room_id, "event_id": event.event_id})
+        conn.execute(DELETE_EXTREMITIES, {"b_room": event.room_id, "b_events": list(prev)})
+    conn.execute(INSERT_EXTREMITY, {"room_id": event.room_id, "event_id": event.event_id})
 
 
 def _replace_extremities(conn: Connection, room_id: str, event_ids: list[str]) -> None:
