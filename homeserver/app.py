@@ -75,7 +75,7 @@ from .sync.change_cache import RecentRoomEvents
 from .sync.notifier import Notifier
 from .ws.methods import add_ephemeral_methods, add_room_methods
 from .ws.requests import RequestDispatcher
-from .ws.stream import STREAM_PATH, StreamFactory, stream_resource
+from .ws.resource import STREAM_PATH, StreamResource
 
 logger = logging.getLogger(__name__)
 
@@ -197,11 +197,17 @@ def build(config: Config, reactor: Any) -> HomeServer:
     dispatcher = RequestDispatcher()
     add_room_methods(dispatcher, room_events, limits.messages)
     add_ephemeral_methods(dispatcher, typing, receipts_handler, presence, to_device_handler)
-    streams = StreamFactory(auth, sync, dispatcher,
-                            lambda user, text: sync_rest.resolve_filter(account_data, user, text),
-                            presence=presence)
+
+    def make_streams() -> Any:
+        from .ws.stream import StreamFactory
+
+        return StreamFactory(auth, sync, dispatcher,
+                             lambda user, text: sync_rest.resolve_filter(account_data, user, text),
+                             presence=presence)
+
+    streams = StreamResource(make_streams)
     accounts.on_logout.append(streams.revoke)
-    root = Root(router, {STREAM_PATH: stream_resource(streams)})
+    root = Root(router, {STREAM_PATH: streams})
     site = make_site(root, config.max_request_body_bytes,
                      tuple(p.encode() for p in media_rest.UPLOAD_PATHS), config.max_upload_bytes)
     federation_site = None

@@ -8,13 +8,16 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from types import FunctionType, ModuleType
 from typing import Any, ClassVar
 
 import pytest
 
 import schemas
+from homeserver.handlers.receipts import RECEIPT_TYPES
 from homeserver.rest.federation.transaction import MAX_EDUS, MAX_PDUS
 from homeserver.rest.http import JsonRouter, Route
+from homeserver.ws.requests import ENVELOPE_SCHEMA, RequestDispatcher
 
 USER = "@alice:example.org"
 ROOM = "!room:example.org"
@@ -208,6 +211,49 @@ CASES: dict[str, tuple[list[Any], list[tuple[Any, str]]]] = {
          ({"server_keys": {"x": {"k": {"minimum_valid_until_ts": "1"}}}}, BAD)]),
     "federation/queryPublicRooms": ([{"limit": 10, "filter": {"generic_search_term": "foo"}}],
                                     [({"since": 5}, INVALID)]),
+    # The stream's requests: errcodes as their REST twins' (tests/integration/test_stream_schemas.py
+    # compares them on a live server); a path parameter left out is M_MISSING_PARAM.
+    "stream/request": ([{"id": "1", "method": "send", "params": {}}, {"id": "", "method": "typing"}],
+                       [({"id": 5, "method": "send"}, BAD), ({"method": "send"}, BAD),
+                        ({"id": "1"}, BAD), ({"id": "1", "method": "teleport"}, "M_UNRECOGNIZED"),
+                        ({"id": "1", "method": "send", "params": []}, BAD)]),
+    "stream/send": ([{"room_id": ROOM, "event_type": "m.room.message", "txn_id": "t1",
+                      "content": {"msgtype": "m.text", "body": "hello"}}],
+                    [({"room_id": ROOM}, MISSING), ({"room_id": ROOM, "event_type": "m.x",
+                                                     "txn_id": "t", "content": [1]}, BAD),
+                     ({"room_id": 5, "event_type": "m.x", "txn_id": "t", "content": {}}, INVALID),
+                     ({"room_id": ROOM, "event_type": "m.x", "txn_id": 1, "content": {}},
+                      INVALID)]),
+    "stream/state": ([{"room_id": ROOM, "event_type": "m.room.topic", "content": {"topic": "t"}},
+                      {"room_id": ROOM, "event_type": "m.room.member", "state_key": USER,
+                       "content": {"membership": "join"}}],
+                     [({"room_id": ROOM, "event_type": "m.room.topic"}, MISSING),
+                      ({"room_id": ROOM, "event_type": "m.room.topic", "content": "x"}, BAD),
+                      ({"room_id": ROOM, "event_type": "m.x", "state_key": 1, "content": {}},
+                       INVALID)]),
+    "stream/typing": ([{"room_id": ROOM, "typing": True, "timeout": 30000},
+                       {"room_id": ROOM, "user_id": USER, "typing": False}],
+                      [({"room_id": ROOM, "timeout": 5}, MISSING), ({"typing": True}, MISSING),
+                       ({"room_id": ROOM, "typing": "true"}, INVALID),
+                       ({"room_id": ROOM, "typing": True, "timeout": "1"}, INVALID),
+                       ({"room_id": ROOM, "typing": True, "user_id": 5}, INVALID)]),
+    "stream/receipt": ([{"room_id": ROOM, "event_id": EVENT},
+                        {"room_id": ROOM, "event_id": EVENT, "receipt_type": "m.read.private",
+                         "thread_id": "main"}],
+                       [({"room_id": ROOM}, MISSING), ({"event_id": EVENT}, MISSING),
+                        ({"room_id": ROOM, "event_id": EVENT, "thread_id": 1}, INVALID),
+                        ({"room_id": ROOM, "event_id": EVENT, "receipt_type": "m.seen"},
+                         INVALID)]),
+    "stream/presence": ([{"presence": "online", "status_msg": "I am here."}],
+                        [({}, MISSING), ({"presence": "away"}, INVALID),
+                         ({"presence": "online", "status_msg": 1}, INVALID)]),
+    "stream/to_device": (
+        [{"event_type": "m.new_device", "txn_id": "t1",
+          "messages": {USER: {"TLLBEANAAG": {"example_content_key": "value"}}}}],
+        [({"event_type": "m.x", "txn_id": "t"}, MISSING),
+         ({"txn_id": "t", "messages": {}}, MISSING),
+         ({"event_type": "m.x", "txn_id": "t", "messages": "x"}, INVALID),
+         ({"event_type": "m.x", "txn_id": "t", "messages": {USER: {"DEV": 5}}}, BAD)]),
 }
 
 
@@ -220,7 +266,10 @@ def test_request_schema_is_valid_and_titled(name: str) -> None:
     schemas._validator("requests", name)  # raises if the schema itself is invalid
     document = schemas.load("requests", name)
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert re.match(r"(GET|PUT|POST|DELETE) /_matrix/", document["title"]), document["title"]
+    endpoint = r"(GET|PUT|POST|DELETE) /_(matrix|guildhall)/"
+    if name.startswith("stream/"):  # a stream request names the REST endpoint it twins
+        endpoint = rf"Stream request( {name[len('stream/'):]})?: .*{endpoint}"
+    assert re.match(endpoint, document["title"]), document["title"]
     for key in (schemas.ERRCODE, schemas.MISSING_ERRCODE):
         assert re.fullmatch(r"M_[A-Z_]+", document.get(key, "M_X")), key
 
@@ -234,6 +283,27 @@ def test_spec_samples_pass_and_wrong_types_fail(name: str) -> None:
         with pytest.raises(schemas.SchemaError) as info:
             schemas.validate_request(name, body)
         assert (info.value.errcode, info.value.status) == (errcode, 400), (body, str(info.value))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_inlined_refs_decide_like_the_files_as_written(name: str) -> None:
+    """The compiled validator has other files' `$ref`s inlined; the schema as
+    written (refs resolved while validating) agrees on every case: validity,
+    and the failing field and keyword the errcode is read from."""
+    from jsonschema.exceptions import best_match
+    from jsonschema.validators import validator_for
+
+    written = schemas.load("requests", name)
+    as_written = validator_for(written)({**written, "$id": f"{schemas.BASE_URI}requests/{name}.json"},
+                                        registry=schemas._REGISTRY)
+    compiled = schemas._validator("requests", name)
+    valid, invalid = CASES[name]
+    for body in [*valid, *(body for body, _ in invalid)]:
+        assert as_written.is_valid(body) == compiled.is_valid(body), body
+        if not compiled.is_valid(body):
+            errors = [best_match(v.iter_errors(body)) for v in (as_written, compiled)]
+            assert len({(tuple(e.absolute_path), tuple(e.absolute_schema_path), e.validator)
+                        for e in errors}) == 1, body
 
 
 def test_schema_error_names_the_failing_field() -> None:
@@ -280,8 +350,9 @@ def _routes(router: JsonRouter) -> list[Route]:
     return router.routes
 
 
-def _built_routers() -> tuple[JsonRouter, JsonRouter]:
-    """The client and federation routers of a server built in this process."""
+def _built_server() -> tuple[tuple[JsonRouter, JsonRouter], RequestDispatcher]:
+    """The client and federation routers and the stream's request dispatcher of a
+    server built in this process."""
     from twisted.internet.testing import MemoryReactorClock
     from twisted.web.resource import Resource
 
@@ -294,8 +365,9 @@ def _built_routers() -> tuple[JsonRouter, JsonRouter]:
     hs = build(config, MemoryReactorClock())
     hs.db.stop()  # the routes are all we need; its threads would outlive the test
     assert hs.federation_site is not None
-    return _find_router(hs.site.resource, Resource), _find_router(hs.federation_site.resource,
-                                                                  Resource)
+    routers = (_find_router(hs.site.resource, Resource),
+               _find_router(hs.federation_site.resource, Resource))
+    return routers, _find_dispatcher(hs.site.resource)
 
 
 def _find_router(resource: Any, resource_type: type) -> JsonRouter:
@@ -311,9 +383,57 @@ def _find_router(resource: Any, resource_type: type) -> JsonRouter:
     raise LookupError("no JsonRouter")
 
 
+def _find_dispatcher(root: Any, max_depth: int = 5) -> RequestDispatcher:
+    """The stream's request dispatcher, wherever the site's tree keeps it (on a
+    factory, or in the closure that makes one when the first stream opens):
+    a breadth-first walk of attributes, containers and closures."""
+    level, seen = [root], set()
+    for _ in range(max_depth + 1):
+        following: list[Any] = []
+        for item in level:
+            if isinstance(item, RequestDispatcher):
+                return item
+            if id(item) not in seen:
+                seen.add(id(item))
+                following.extend(_children(item))
+        level = following
+    raise LookupError("no stream RequestDispatcher")
+
+
+def _cell_contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a closure variable not bound yet
+        return None
+
+
+def _children(item: Any) -> list[Any]:
+    if isinstance(item, dict):
+        return list(item.values())
+    if isinstance(item, (list, tuple)):
+        return list(item)
+    if isinstance(item, FunctionType):
+        return [_cell_contents(cell) for cell in item.__closure__ or ()]
+    if isinstance(item, (type, ModuleType)) or not hasattr(item, "__dict__"):
+        return []
+    return list(vars(item).values())
+
+
 @pytest.fixture(scope="module")
-def routers() -> tuple[JsonRouter, JsonRouter]:
-    return _built_routers()
+def built_server() -> tuple[tuple[JsonRouter, JsonRouter], RequestDispatcher]:
+    return _built_server()
+
+
+@pytest.fixture(scope="module")
+def routers(built_server: tuple[tuple[JsonRouter, JsonRouter], RequestDispatcher]
+            ) -> tuple[JsonRouter, JsonRouter]:
+    return built_server[0]
+
+
+@pytest.fixture(scope="module")
+def dispatcher(built_server: tuple[tuple[JsonRouter, JsonRouter], RequestDispatcher]
+               ) -> RequestDispatcher:
+    return built_server[1]
 
 
 def _template(route: Route) -> str:
@@ -353,9 +473,31 @@ def test_schemaless_routes_exist_and_have_no_schema(
         assert all(r.body is None for r in matching), pattern
 
 
-def test_every_request_schema_is_used_by_a_route(routers: tuple[JsonRouter, JsonRouter]) -> None:
+def test_every_request_schema_is_used_by_a_route_or_the_stream(
+        routers: tuple[JsonRouter, JsonRouter], dispatcher: RequestDispatcher) -> None:
     used = {r.body for router in routers for r in _routes(router)}
+    used |= {ENVELOPE_SCHEMA, *dispatcher.params_schemas.values()}
     assert set(schemas.available("requests")) <= used
+
+
+def test_every_stream_method_has_its_schema_and_the_envelope_names_it(
+        dispatcher: RequestDispatcher) -> None:
+    assert dispatcher.params_schemas == {name: f"stream/{name}" for name in dispatcher.methods}
+    envelope = schemas.load("requests", ENVELOPE_SCHEMA)
+    assert sorted(envelope["properties"]["method"]["enum"]) == dispatcher.methods
+
+
+def test_stream_receipt_types_are_the_handlers() -> None:
+    receipt = schemas.load("requests", "stream/receipt")
+    assert receipt["properties"]["receipt_type"]["enum"] == list(RECEIPT_TYPES)
+
+
+def test_stream_methods_without_a_schema_are_refused_at_registration() -> None:
+    async def method(who: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    with pytest.raises(ValueError, match="stream/nope"):
+        RequestDispatcher().add("nope", method, params="stream/nope")
 
 
 def test_unknown_schema_names_are_refused_at_registration() -> None:

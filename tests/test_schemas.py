@@ -70,3 +70,58 @@ def test_message_contents_per_msgtype_fail(content: dict) -> None:
     with pytest.raises(schemas.SchemaError) as info:
         schemas.validate_event_content("m.room.message", content)
     assert info.value.errcode == "M_BAD_JSON"
+
+
+# The stream's frames (frames/) and the /sync body they carry (responses/) ---------------
+
+EMPTY_SYNC = {"next_batch": "s1", "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
+              "presence": {"events": []}, "account_data": {"events": []},
+              "to_device": {"events": []}, "device_lists": {"changed": [], "left": []}}
+
+
+@pytest.mark.parametrize("kind,name", [(kind, name) for kind in ("frames", "responses")
+                                       for name in schemas.available(kind)])
+def test_every_frame_and_response_schema_is_a_valid_schema(kind: str, name: str) -> None:
+    schemas._validator(kind, name)
+    assert schemas.load(kind, name)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_the_frame_schemas_are_sync_reply_and_error() -> None:
+    assert schemas.available("frames") == ["error", "reply", "sync"]
+
+
+@pytest.mark.parametrize("name,frame", [
+    ("sync", {"type": "sync", "next_batch": "s1", "data": EMPTY_SYNC}),
+    ("sync", {"type": "sync", "next_batch": "s2", "data": {**EMPTY_SYNC, "rooms": {"join": {
+        "!r:x": {"timeline": {"events": [{"type": "m.room.message", "event_id": "$e",
+                                          "sender": "@a:x", "origin_server_ts": 1,
+                                          "content": {"body": "hi"}}],
+                              "limited": False, "prev_batch": "p"},
+                 "ephemeral": {"events": [{"type": "m.typing", "content": {"user_ids": []}}]},
+                 "unread_notifications": {"notification_count": 1, "highlight_count": 0}}}}}}),
+    ("reply", {"id": "a", "result": {"event_id": "$abc"}}),
+    ("reply", {"id": "b", "result": {}}),
+    ("error", {"id": "c", "error": {"errcode": "M_FORBIDDEN", "error": "no"}}),
+    ("error", {"id": None, "error": {"errcode": "M_LIMIT_EXCEEDED", "error": "slow down",
+                                     "retry_after_ms": 100}}),
+])
+def test_frames_the_server_sends_pass(name: str, frame: dict) -> None:
+    schemas.validate("frames", name, frame)
+
+
+@pytest.mark.parametrize("name,frame", [
+    ("sync", {"type": "sync", "next_batch": "s1", "data": {"next_batch": "s1"}}),
+    ("sync", {"type": "sync", "data": EMPTY_SYNC}),
+    ("sync", {"type": "sync", "next_batch": "s1", "data": {**EMPTY_SYNC, "presence": []}}),
+    ("sync", {"type": "sync", "next_batch": "s1", "data": {
+        **EMPTY_SYNC, "rooms": {"join": {"!r:x": {"timeline": {"events": [5]}}}}}}),
+    ("reply", {"id": "a", "result": {"event_id": "abc"}}),
+    ("reply", {"result": {}}),
+    ("reply", {"id": "a", "result": {}, "error": {}}),
+    ("error", {"id": 5, "error": {"errcode": "M_BAD_JSON", "error": "x"}}),
+    ("error", {"id": "a", "error": {"errcode": "nope", "error": "x"}}),
+    ("error", {"id": "a", "error": {"errcode": "M_UNKNOWN"}}),
+])
+def test_malformed_frames_fail(name: str, frame: dict) -> None:
+    with pytest.raises(schemas.SchemaError):
+        schemas.validate("frames", name, frame)

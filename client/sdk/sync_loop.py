@@ -28,6 +28,7 @@ CLOSE_TOKEN_REVOKED = 4001
 STREAM_RETRY_AFTER_S = 60.0
 
 BodyHandler = Callable[[dict[str, Any], bool], Awaitable[None]]
+FrameObserver = Callable[[Any], None]
 
 
 class StreamUnavailable(Exception):
@@ -69,6 +70,9 @@ class SyncLoop:
         self.transport: str | None = None  # "stream" or "sync", for callers and tests
         self.synced = asyncio.Event()
         self.last_error: BaseException | None = None
+        # Sees every stream frame before it is handled (tests check frames against
+        # schemas/frames/ with it); None on the hot path.
+        self.on_frame: FrameObserver | None = None
         self._stream_retry_at = 0.0
 
     async def run(self) -> None:
@@ -148,6 +152,8 @@ class SyncLoop:
         async for message in socket:
             if message.type == aiohttp.WSMsgType.TEXT:
                 frame = json.loads(message.data)
+                if self.on_frame is not None:
+                    self.on_frame(frame)
                 if isinstance(frame, dict) and frame.get("type") == "sync":
                     await self._handle(frame["data"])
             elif message.type == aiohttp.WSMsgType.ERROR:

@@ -14,7 +14,6 @@ import logging
 from typing import Any, Callable
 
 import autobahn.util
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
@@ -36,7 +35,6 @@ logger = logging.getLogger(__name__)
 # not use autobahn's coloured logs.
 autobahn.util._HAS_CLICK = False
 
-STREAM_PATH = b"/_guildhall/client/v1/stream"
 CLOSE_TOKEN_REVOKED = 4001  # application close code: the access token was revoked
 
 
@@ -200,9 +198,3 @@ class StreamFactory(WebSocketServerFactory):
             if user == user_id and (device_id is None or device == device_id):
                 for protocol in list(streams):
                     protocol.revoke()
-
-
-def stream_resource(factory: StreamFactory) -> WebSocketResource:
-    return WebSocketResource(factory)
-
-

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.client.helpers import BAD_FRAMES
 from tests.harness import HomeserverProcess
 
 if importlib.util.find_spec("tests.client.calls_conftest_fixtures") is not None:
@@ -35,6 +36,14 @@ def own_server() -> Iterator[HomeserverProcess]:
     server = HomeserverProcess().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def stream_frames_match_their_schemas() -> Iterator[None]:
+    """Fails a test whose SDK clients received a frame that breaks its schema."""
+    first = len(BAD_FRAMES)
+    yield
+    assert not BAD_FRAMES[first:], "\n".join(BAD_FRAMES[first:])
 
 
 @pytest.fixture

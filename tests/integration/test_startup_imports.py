@@ -1,6 +1,6 @@
 """A started server holds only what its configuration uses: without federation,
-no Server-Server stack and no pyOpenSSL (their memory: `python -m
-bench.memory_profile`)."""
+no Server-Server stack and no pyOpenSSL; and no WebSocket stack until a client
+opens a stream (their memory: `python -m bench.memory_profile`)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ FEDERATION_ONLY = ("OpenSSL", "twisted.internet.ssl", "homeserver.tls",
                    "federation.sender", "federation.membership")
 # Never loaded without TLS (h2: HTTP/2 needs TLS's ALPN; whether installed or not).
 TLS_ONLY = ("service_identity", "h2", "hpack")
+# Loaded when the first client opens a WebSocket stream (homeserver/ws/resource.py).
+STREAM_ONLY = ("autobahn", "homeserver.ws.stream")
 
 
 def _modules_of_started_server(data_dir: Path, *generate_args: str) -> set[str]:
@@ -63,10 +65,11 @@ def _within(modules: set[str], roots: tuple[str, ...]) -> list[str]:
 def test_server_without_federation_loads_neither_federation_nor_pyopenssl(tmp_path) -> None:
     modules = _modules_of_started_server(tmp_path)
     assert "homeserver.app" in modules and "twisted.internet.reactor" in modules
-    assert _within(modules, FEDERATION_ONLY + TLS_ONLY) == []
+    assert _within(modules, FEDERATION_ONLY + TLS_ONLY + STREAM_ONLY) == []
 
 
 def test_server_with_federation_loads_its_stack(tmp_path) -> None:
     modules = _modules_of_started_server(
         tmp_path, "--federation-listen", f"127.0.0.1:{free_port()}")
     assert set(FEDERATION_ONLY) <= modules
+    assert _within(modules, STREAM_ONLY) == []

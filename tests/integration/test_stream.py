@@ -1,4 +1,5 @@
-"""The WebSocket stream against a real server process, with a real WebSocket client."""
+"""The WebSocket stream against a real server process, with a real WebSocket client.
+Every frame received is checked against its schema (schemas/frames/)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import schemas
 from tests.harness import HomeserverProcess
 
 STREAM = "/_guildhall/client/v1/stream"
@@ -28,12 +30,26 @@ async def _call(session: aiohttp.ClientSession, method: str, url: str, token: st
         return await r.json()
 
 
+def check_frame(frame: Any) -> dict[str, Any]:
+    """`frame`, after checking it against the schema of its kind (sync, reply, error)."""
+    assert isinstance(frame, dict), frame
+    schemas.validate_frame(frame)
+    if "type" in frame:
+        assert frame["next_batch"] == frame["data"]["next_batch"]
+    return frame
+
+
+async def receive_frame(ws: aiohttp.ClientWebSocketResponse, timeout: float = 10
+                        ) -> dict[str, Any]:
+    return check_frame(await ws.receive_json(timeout=timeout))
+
+
 async def _frames_until(ws: aiohttp.ClientWebSocketResponse, predicate: Any,
                         timeout: float = 10) -> list[dict[str, Any]]:
     frames = []
     async with asyncio.timeout(timeout):
         while True:
-            frame = await ws.receive_json()
+            frame = check_frame(await ws.receive_json())
             frames.append(frame)
             if predicate(frame):
                 return frames
@@ -86,7 +102,7 @@ def test_first_frame_is_the_sync_response(sqlite_server: HomeserverProcess, uniq
     async def scenario(s: Session) -> None:
         room = await s.create_room()
         ws = await s.stream()
-        first = await ws.receive_json(timeout=10)
+        first = await receive_frame(ws)
         assert first["type"] == "sync"
         assert first["next_batch"] == first["data"]["next_batch"]
         assert room in first["data"]["rooms"]["join"]
@@ -107,7 +123,7 @@ def test_switching_between_sync_and_stream_has_no_gaps_or_duplicates(
         for round_ in range(3):
             # Over the stream from the /sync token...
             ws = await s.stream(since=token)
-            frame = await ws.receive_json(timeout=10)
+            frame = await receive_frame(ws)
             seen += _timeline_ids(frame["data"], room)
             for i in range(3):
                 sent.append(await s.send(room, f"ws{round_}-{i}", f"stream {round_} {i}"))
@@ -133,7 +149,7 @@ def test_requests_over_the_socket(sqlite_server: HomeserverProcess, unique: str)
     async def scenario(s: Session) -> None:
         room = await s.create_room()
         ws = await s.stream()
-        await ws.receive_json(timeout=10)
+        await receive_frame(ws)
         await ws.send_json({"id": "a", "method": "send", "params": {
             "room_id": room, "event_type": "m.room.message", "txn_id": "x1",
             "content": {"msgtype": "m.text", "body": "over the socket"}}})
@@ -178,7 +194,7 @@ def test_bad_frames_get_errors_and_the_socket_stays_usable(
     async def scenario(s: Session) -> None:
         room = await s.create_room()
         ws = await s.stream()
-        await ws.receive_json(timeout=10)
+        await receive_frame(ws)
         await ws.send_str(frame)
         reply = (await _frames_until(ws, lambda f: "error" in f))[-1]
         assert reply["error"]["errcode"] == errcode
@@ -197,10 +213,11 @@ def test_revoked_token_closes_the_socket_with_a_reason(sqlite_server: Homeserver
                                                        unique: str) -> None:
     async def scenario(s: Session) -> None:
         ws = await s.stream()
-        await ws.receive_json(timeout=10)
+        await receive_frame(ws)
         await _call(s.http, "POST", f"{s.base}/_matrix/client/v3/logout", s.token)
         message = await ws.receive(timeout=10)
         while message.type == aiohttp.WSMsgType.TEXT:  # e.g. our own presence going offline
+            check_frame(message.json())
             message = await ws.receive(timeout=10)
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert message.data == 4001
@@ -224,7 +241,7 @@ def test_access_token_query_parameter_is_accepted(sqlite_server: HomeserverProce
                                                   unique: str) -> None:
     async def scenario(s: Session) -> None:
         ws = await s.http.ws_connect(f"{s.base}{STREAM}?access_token={s.token}")
-        first = await ws.receive_json(timeout=10)
+        first = await receive_frame(ws)
         assert first["type"] == "sync"
         await ws.close()
 
@@ -243,7 +260,7 @@ def test_ephemeral_requests_and_presence_over_the_socket(server: HomeserverProce
         event_id = await alice.send(room, "hello", "hello bob")
         since = (await bob.sync())["next_batch"]
         ws = await alice.stream()
-        await ws.receive_json(timeout=10)
+        await receive_frame(ws)
 
         async def call(request_id: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
             await ws.send_json({"id": request_id, "method": method, "params": params})
@@ -298,7 +315,7 @@ def test_holding_a_stream_makes_you_online(sqlite_server: HomeserverProcess, uni
                                 f"{alice.base}/_matrix/client/v3/account/whoami",
                                 alice.token))["user_id"]
         ws = await alice.stream()
-        await ws.receive_json(timeout=10)
+        await receive_frame(ws)
         status = await _call(alice.http, "GET",
                              f"{alice.base}/_matrix/client/v3/presence/{alice_id}/status",
                              bob.token)
