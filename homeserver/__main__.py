@@ -57,10 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(config_path: Path) -> int:
+    from .memory import leave_tls_unloaded, limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts
     cfg = config_module.load(config_path)
     if cfg.federation_listen is None:
-        from .memory import leave_tls_unloaded
-
         leave_tls_unloaded()  # before the reactor, which would load pyOpenSSL
     from twisted.internet import reactor
 

@@ -105,7 +105,7 @@ class AccountHandler:
         if session is not None and session not in self._uia_sessions:
             raise MatrixError(401, Codes.FORBIDDEN, "Unknown UIA session")
         self._uia_sessions.pop(session or "", None)
-        password_hash = hash_password(password) if password else None
+        password_hash = await hash_password(password) if password else None
         if not await self._users.create_account(user_id, password_hash, self._clock.time_ms(),
                                                 displayname=localpart):
             raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken")
@@ -136,7 +136,7 @@ class AccountHandler:
         user_id = self.user_id_for(user)
         account = await self._users.get_account(user_id)
         if account is None or account.deactivated or \
-                not check_password(account.password_hash, password):
+                not await check_password(account.password_hash, password):
             raise MatrixError(403, Codes.FORBIDDEN, "Invalid username or password")
         return await self._login_device(user_id, body.get("device_id"),
                                         body.get("initial_device_display_name"))
@@ -169,7 +169,7 @@ class AccountHandler:
 
     async def register_from_shell(self, localpart: str, password: str, admin: bool) -> str:
         user_id = self._validate_localpart(localpart.lower())
-        if not await self._users.create_account(user_id, hash_password(password),
+        if not await self._users.create_account(user_id, await hash_password(password),
                                                 self._clock.time_ms(), is_admin=admin,
                                                 displayname=localpart):
             raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken")

@@ -90,4 +90,4 @@ class PasswordReauth:
             return False
         account = await self._users.get_account(user_id)
         return account is not None and not account.deactivated and \
-            check_password(account.password_hash, password)
+            await check_password(account.password_hash, password)
