@@ -26,6 +26,10 @@ from .push_rules import PushRulesHandler
 logger = logging.getLogger(__name__)
 
 
+# Rooms whose members are kept for push rules (one entry per room's current state).
+MEMBERS_CACHE_SIZE = 1000
+
+
 class PushActionEvaluator:
     """Implements the room writer's `PushActionSource`."""
 
@@ -33,14 +37,13 @@ class PushActionEvaluator:
         self._events = events
         self._rules = rules
         self._server_name = server_name
+        self._members_by_group: OrderedDict[tuple[str, int | None],
+                                            tuple[dict[str, Event], list[str]]] = OrderedDict()
 
-    async def push_actions(self, state: Mapping[StateKey, str], event: Event
-                           ) -> list[PushActionRow]:
-        members = await self._events.get_events(
-            eid for key, eid in state.items() if key[0] == MEMBER)
-        joined = {e.state_key: e for e in members.values()
-                  if e.membership == "join" and isinstance(e.state_key, str)}
-        recipients = [u for u in joined if self._is_local(u) and u != event.sender]
+    async def push_actions(self, state: Mapping[StateKey, str], event: Event,
+                           state_group: int | None = None) -> list[PushActionRow]:
+        joined, local = await self._members(event.room_id, state, state_group)
+        recipients = [u for u in local if u != event.sender]
         invitee = _invitee(event)
         if invitee is not None and self._is_local(invitee) and invitee not in recipients:
             recipients.append(invitee)
@@ -60,6 +63,26 @@ class PushActionEvaluator:
             if decision is not None and decision.notify:
                 rows.append(PushActionRow(user_id, decision.highlight, thread_id))
         return rows
+
+    async def _members(self, room_id: str, state: Mapping[StateKey, str],
+                       state_group: int | None) -> tuple[dict[str, Event], list[str]]:
+        """The joined members' member events, and the local members: read once
+        per state group rather than once per message."""
+        key = (room_id, state_group)
+        found = self._members_by_group.get(key) if state_group is not None else None
+        if found is not None:
+            self._members_by_group.move_to_end(key)
+            return found
+        members = await self._events.get_events(
+            eid for (kind, _), eid in state.items() if kind == MEMBER)
+        joined = {e.state_key: e for e in members.values()
+                  if e.membership == "join" and isinstance(e.state_key, str)}
+        found = (joined, [u for u in joined if self._is_local(u)])
+        if state_group is not None:
+            self._members_by_group[key] = found
+            while len(self._members_by_group) > MEMBERS_CACHE_SIZE:
+                self._members_by_group.popitem(last=False)
+        return found
 
     def _is_local(self, user_id: str) -> bool:
         try:

@@ -93,8 +93,11 @@ class _Pending:
 class PushActionSource(Protocol):
     """Decides whom an event notifies, given the room state before it."""
 
-    async def push_actions(self, state: Mapping[StateKey, str], event: Event
-                           ) -> list[PushActionRow]: ...
+    async def push_actions(self, state: Mapping[StateKey, str], event: Event,
+                           state_group: int | None = None) -> list[PushActionRow]:
+        """`state_group`: the ID of `state` when it has one (a group's state
+        never changes, so what is derived from it may be kept)."""
+        ...
 
 
 class RoomWriter:
@@ -354,7 +357,7 @@ class RoomWriter:
         if self._push is None or event.rejected_reason is not None:
             return []
         try:
-            return await self._push.push_actions(snap.state, event)
+            return await self._push.push_actions(snap.state, event, snap.state_group)
         except Exception:  # a push-rule bug must not fail the send
             logger.exception("push rule evaluation failed for %s", event.event_id)
             return []
