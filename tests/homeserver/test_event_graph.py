@@ -5,49 +5,27 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from twisted.internet.task import Clock as ReactorClock
 
 from homeserver.storage import schema
 from homeserver.storage.database import Database
 from homeserver.storage.event_graph import EventGraphStore
-from homeserver.storage.migrations import migrate
 from tests.synchronous import done
-from tests.harness import PostgresCluster, require
+from tests.homeserver.databases import open_database, pg_cluster  # noqa: F401 (fixture)
 
 ROOM = "!r:hs"
 OTHER_ROOM = "!other:hs"
 _positions = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    ok, reason = PostgresCluster.available()
-    require(ok, reason)
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
-
-
-_databases = itertools.count()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hs.db'}"
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-        url = cluster.create_database(f"graph_{os.getpid()}_{next(_databases)}")
-    database = Database(url)
-    migrate(database)
-    database.start(ReactorClock(), inline=True)
+    database = open_database(request.param, tmp_path, request, "graph")
     yield database
     database.stop()
 

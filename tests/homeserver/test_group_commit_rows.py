@@ -4,15 +4,12 @@ PostgreSQL); stored txnIds are found by a batched lookup."""
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from twisted.internet.task import Clock as ReactorClock
 
 from federation.protocol.pdu_format import build_event
 from federation.protocol.room_versions import get_room_version
@@ -22,8 +19,7 @@ from homeserver.storage.database import Database
 from homeserver.storage.events import (
     EventStore, NewStateGroup, PersistRequest, PushActionRow, _persist_all,
 )
-from homeserver.storage.migrations import migrate
-from tests.harness import PostgresCluster, require
+from tests.homeserver.databases import open_database, pg_cluster  # noqa: F401 (fixture)
 from tests.synchronous import done
 
 ROOM = "!room:hs"
@@ -32,34 +28,12 @@ ALICE = "@alice:hs"
 BOB = "@bob:hs"
 KEY = generate_server_key("hs", "a")
 VERSION = get_room_version("11")
-_databases = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    ok, reason = PostgresCluster.available()
-    require(ok, reason)
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
-
-
-def _database(kind: str, tmp_path: Path, request: pytest.FixtureRequest, name: str) -> Database:
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / f'{name}.db'}"
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-        url = cluster.create_database(f"rows_{os.getpid()}_{next(_databases)}")
-    database = Database(url)
-    migrate(database)
-    database.start(ReactorClock(), inline=True)
-    return database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def two_dbs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
-    first = _database(request.param, tmp_path, request, "batched")
-    second = _database(request.param, tmp_path, request, "alone")
+    first = open_database(request.param, tmp_path, request, "batched")
+    second = open_database(request.param, tmp_path, request, "alone")
     yield first, second
     first.stop()
     second.stop()
