@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import schemas
 from federation.protocol.room_versions import ROOM_V10, ROOM_V11, ROOM_V12
@@ -125,3 +131,48 @@ def test_frames_the_server_sends_pass(name: str, frame: dict) -> None:
 def test_malformed_frames_fail(name: str, frame: dict) -> None:
     with pytest.raises(schemas.SchemaError):
         schemas.validate("frames", name, frame)
+
+
+# The plain-text fast path of validate_event_content must accept nothing the
+# m.room.message schema refuses. Editing the schema changes this digest: then
+# check is_plain_text_message against the new rules and update it.
+MESSAGE_SCHEMA_SHA256 = "176961aeafc96f27144837dd7cb5d33172016b13de6fe0fd3fdbd3355259325f"
+MSGTYPES = st.sampled_from(["m.text", "m.notice", "m.emote", "m.image", "m.file", "m.audio",
+                            "m.video", "m.location"])
+MESSAGE_VALUES = st.none() | st.booleans() | st.integers() | st.text(max_size=6) | MSGTYPES \
+    | st.sampled_from(["geo:1,2", "mxc://a/b"]) | st.lists(st.text(max_size=3), max_size=2) \
+    | st.just({})
+MESSAGE_KEYS = st.sampled_from(["msgtype", "body", "geo_uri", "url", "info", "format"])
+
+
+def test_the_message_schema_is_the_one_the_fast_path_was_checked_against() -> None:
+    text = (Path(schemas.__file__).parent / "events" / "m.room.message.json").read_bytes()
+    assert hashlib.sha256(text).hexdigest() == MESSAGE_SCHEMA_SHA256
+
+
+@settings(max_examples=400, deadline=None)
+@given(content=st.dictionaries(MESSAGE_KEYS, MESSAGE_VALUES, max_size=4)
+       | st.fixed_dictionaries({"msgtype": MSGTYPES | MESSAGE_VALUES,
+                                 "body": st.text(max_size=6) | MESSAGE_VALUES}))
+def test_plain_text_fast_path_accepts_only_what_the_schema_accepts(content: dict) -> None:
+    validator = schemas._validator("events", "m.room.message")
+    if schemas.is_plain_text_message(content):
+        assert validator.is_valid(content)
+    if validator.is_valid(content):
+        schemas.validate_event_content("m.room.message", content)
+    else:
+        with pytest.raises(schemas.SchemaError):
+            schemas.validate_event_content("m.room.message", content)
+
+
+@pytest.mark.parametrize("content, fast", [
+    ({"msgtype": "m.text", "body": "hi"}, True),
+    ({"msgtype": "m.image", "body": "cat.png"}, True),
+    ({"msgtype": "m.location", "body": "here"}, False),
+    ({"msgtype": "m.text", "body": 5}, False),
+    ({"msgtype": "m.text"}, False),
+    ({"msgtype": "m.text", "body": "hi", "format": "org.matrix.custom.html"}, False),
+    (["msgtype", "body"], False),
+])
+def test_plain_text_fast_path_cases(content: Any, fast: bool) -> None:
+    assert schemas.is_plain_text_message(content) is fast

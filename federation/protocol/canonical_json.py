@@ -2,7 +2,8 @@
 
 Encoding is delegated to `canonicaljson`; this module adds what the spec
 enforces on top: integers only, within [-(2**53)+1, 2**53-1], no floats, and
-no lone surrogates. Every hash and signature goes through `encode`.
+no lone surrogates. Every hash and signature goes through `encode` (or
+`encode_unchecked` of what `check_canonical` passed).
 """
 
 from __future__ import annotations
@@ -32,6 +33,44 @@ def parse(raw: bytes | str) -> Any:
 
 def check_canonical(value: Any, path: str = "") -> None:
     """Raise M_BAD_JSON unless `value` can be encoded as canonical JSON."""
+    if not _is_canonical(value):
+        _raise_first_problem(value, path)
+
+
+def _is_canonical(value: Any) -> bool:
+    """The check without building a path per value (most of its cost on the
+    send path): only a refused value is walked again for the message."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _encodes(item):
+                return False
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or (not key.isascii() and not _encodes(key)):
+                    return False
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is int:
+            if not MIN_INT <= item <= MAX_INT:
+                return False
+        elif not (kind is bool or item is None):
+            return False  # floats, and subclasses: the full walk decides
+    return True
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _raise_first_problem(value: Any, path: str = "") -> None:
     stack: list[tuple[Any, str]] = [(value, path or "$")]
     while stack:
         item, where = stack.pop()

@@ -70,7 +70,11 @@ def compute_reference_hash(pdu: dict[str, Any], room_version: RoomVersion) -> by
 
 def compute_event_id(pdu: dict[str, Any], room_version: RoomVersion) -> str:
     """Event IDs (room version 4+): `$` + URL-safe base64 of the reference hash."""
-    return "$" + encode_base64(compute_reference_hash(pdu, room_version), urlsafe=True)
+    return event_id_from_reference_hash(compute_reference_hash(pdu, room_version))
+
+
+def event_id_from_reference_hash(reference_hash: bytes) -> str:
+    return "$" + encode_base64(reference_hash, urlsafe=True)
 
 
 def room_id_from_create_event_id(create_event_id: str) -> str:

@@ -12,7 +12,7 @@ from . import canonical_json, identifiers
 from .errors import Codes, InvalidEventError
 from .events import Event
 from .room_versions import RoomVersion
-from .signing import ServerKey, hash_and_sign_event
+from .signing import ServerKey, hash_sign_and_identify_new_event
 
 MAX_PDU_BYTES = 65536
 MAX_PREV_EVENTS = 20
@@ -26,9 +26,16 @@ def check_pdu_format(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
     if not isinstance(pdu, Mapping):
         raise InvalidEventError("PDU is not an object")
     canonical_json.check_canonical(pdu)
-    size = len(canonical_json.encode_unchecked(dict(pdu)))
+    _check_size(len(canonical_json.encode_unchecked(dict(pdu))))
+    _check_fields(pdu, room_version)
+
+
+def _check_size(size: int) -> None:
     if size > MAX_PDU_BYTES:
         raise InvalidEventError(f"PDU is {size} bytes, over {MAX_PDU_BYTES}", Codes.TOO_LARGE, 413)
+
+
+def _check_fields(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
     _check_field_types(pdu)
     _check_room_id(pdu, room_version)
     _check_event_references(pdu, room_version)
@@ -136,8 +143,22 @@ def build_event(
             pdu["content"].setdefault("redacts", redacts)
         else:
             pdu["redacts"] = redacts
-    signed = hash_and_sign_event(pdu, key, room_version)
-    check_pdu_format(signed, room_version)
+    # check_pdu_format's checks, each canonical encoding made once: what
+    # signing adds is our own base64 and names, so checking `pdu` checks `signed`.
+    canonical_json.check_canonical(pdu)
+    canonical_pdu = canonical_json.encode_unchecked(pdu)
+    signed, event_id = hash_sign_and_identify_new_event(pdu, canonical_pdu, key, room_version)
+    _check_signed_size(signed, bare_size=len(canonical_pdu))
+    _check_fields(signed, room_version)
     if unsigned:
         signed["unsigned"] = dict(unsigned)
-    return Event(signed, room_version)
+    return Event(signed, room_version, event_id=event_id)
+
+
+def _check_signed_size(signed: dict[str, Any], bare_size: int) -> None:
+    """The size check of `signed`, given the size without its hash and
+    signatures: their own encoding's length bounds what adding them adds (one
+    byte more than it does), so only a PDU near the limit is encoded again."""
+    added = {"hashes": signed["hashes"], "signatures": signed["signatures"]}
+    if bare_size + len(canonical_json.encode_unchecked(added)) > MAX_PDU_BYTES:
+        _check_size(len(canonical_json.encode_unchecked(signed)))

@@ -6,6 +6,7 @@ that redaction never breaks a signature.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -22,14 +23,16 @@ from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_j
 from signedjson.types import SigningKey, VerifyKey
 
 from . import identifiers
+from .canonical_json import encode_unchecked
 from .errors import SignatureError
-from .hashing import add_content_hash, decode_base64
+from .hashing import add_content_hash, decode_base64, encode_base64, event_id_from_reference_hash
 from .redaction import redact
 from .room_versions import RoomVersion
 
 __all__ = [
     "SigningKey", "VerifyKey", "SignatureVerifyException", "ServerKey",
     "generate_server_key", "parse_key_id", "sign_json", "sign_event", "hash_and_sign_event",
+    "hash_sign_and_identify_new_event",
     "verify_json", "verify_event_signatures", "servers_that_must_sign", "verify_key_from_base64",
 ]
 
@@ -111,6 +114,25 @@ def hash_and_sign_event(
 ) -> dict[str, Any]:
     """Set the content hash, then sign: what every event we originate goes through."""
     return sign_event(add_content_hash(pdu), key, room_version)
+
+
+def hash_sign_and_identify_new_event(
+    pdu: dict[str, Any], canonical_pdu: bytes, key: ServerKey, room_version: RoomVersion
+) -> tuple[dict[str, Any], str]:
+    """`hash_and_sign_event` of a PDU we are creating, and its event ID.
+
+    `pdu` has no `hashes`, `signatures` or `unsigned` yet, and `canonical_pdu`
+    is its canonical JSON (checked by the caller): so it is what the content
+    hash covers, without encoding it again. The redacted event is what is
+    signed (by signedjson) and what the reference hash covers (tests pin the
+    results to the step-by-step path).
+    """
+    hashed = dict(pdu)
+    hashed["hashes"] = {"sha256": encode_base64(hashlib.sha256(canonical_pdu).digest())}
+    redacted = redact(hashed, room_version)
+    reference = hashlib.sha256(encode_unchecked(redacted)).digest()
+    hashed["signatures"] = sign_json(redacted, key.server_name, key.signing_key)["signatures"]
+    return hashed, event_id_from_reference_hash(reference)
 
 
 def servers_that_must_sign(pdu: Mapping[str, Any], room_version: RoomVersion) -> set[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -42,11 +43,22 @@ def event_row(req: PersistRequest) -> Row:
         "room_version": event.room_version.identifier, "stream_ordering": req.stream_ordering,
         "depth": event.depth, "type": event.type, "state_key": event.state_key,
         "sender": event.sender, "origin_server_ts": event.origin_server_ts,
-        "json": json.dumps(event.pdu, ensure_ascii=False),
+        "json": pdu_json(event.pdu),
         "rejected_reason": event.rejected_reason, "outlier": req.outlier,
         "soft_failed": req.soft_failed, "txn_device": req.txn[1] if req.txn else None,
         "txn_id": req.txn_id if req.txn else None,
     }
+
+
+def pdu_json(pdu: dict[str, Any]) -> str:
+    """The stored text of a PDU: orjson's compact JSON, which reads back as
+    the json module's did at a quarter of the cost (a PDU holds no floats, the
+    one kind orjson writes differently). What orjson refuses (lone surrogates,
+    integers beyond 64 bits) the json module writes as before."""
+    try:
+        return orjson.dumps(pdu).decode("utf-8")
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(pdu, ensure_ascii=False)
 
 
 def event_state_groups_row(req: PersistRequest) -> Row:

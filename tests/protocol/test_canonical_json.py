@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation.protocol import canonical_json
 from federation.protocol.canonical_json import MAX_INT, MIN_INT, check_canonical, encode, parse
@@ -269,3 +271,35 @@ def test_parse_rejects_non_json(raw: str | bytes) -> None:
 )
 def test_parse_accepts_json(raw: str | bytes, value: Any) -> None:
     assert parse(raw) == value
+
+
+# check_canonical first walks without building paths; only a value it doubts
+# (refused, or of a subclass) is walked again, naming the path in the message.
+class _Text(str):
+    pass
+
+
+ANY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(MIN_INT - 2, MAX_INT + 2) | st.floats()
+    | st.text(max_size=6) | st.sampled_from(["\ud800", "caf\u00e9", _Text("sub"), b"bytes"]),
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=4) | st.integers(0, 2) | st.just("\udfff"), inner,
+                      max_size=3),
+    max_leaves=10)
+
+
+def _problem(check: Any, value: Any) -> str | None:
+    try:
+        check(value)
+    except InvalidEventError as exc:
+        return exc.message
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=ANY_VALUES)
+def test_the_quick_walk_changes_no_verdict_or_message(value: Any) -> None:
+    expected = _problem(canonical_json._raise_first_problem, value)
+    assert _problem(check_canonical, value) == expected
+    if canonical_json._is_canonical(value):
+        assert expected is None
