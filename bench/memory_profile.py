@@ -40,10 +40,12 @@ from .guildhall_server import ROOT, GuildhallServer
 USERS = 51  # 1 + max(senders, listeners, joiners) of the full `make bench`
 STATUS_KEYS = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads")
 
-# Run under `-X importtime`: start the server for real, stop once its reactor
-# runs, print the modules then held (the trace also names failed imports).
-# The reactor is not imported here: when it is is the server's choice.
-_START_AND_STOP = """
+# `python -c` this with a config path: start the server for real, stop once
+# its reactor runs, print its exit code and the modules it then holds (under
+# `-X importtime` the trace also names failed imports). The reactor is not
+# imported here: when it is is the server's choice. Also used by
+# tests/integration/test_startup_imports.py.
+RUN_THEN_LIST_MODULES = """
 import json, sys, threading, time
 from homeserver.__main__ import main
 
@@ -56,8 +58,9 @@ def stop_once_running():
             return
 
 threading.Thread(target=stop_once_running, daemon=True).start()
-main(["run", "--config", sys.argv[1]])
-print(json.dumps([name for name, module in sys.modules.items() if module is not None]))
+code = main(["run", "--config", sys.argv[1]])
+print(json.dumps({"exit": code, "modules": [name for name, module in sys.modules.items()
+                                             if module is not None]}))
 """
 
 # Run in a fresh child: import the listed modules in order, VmRSS after each.
@@ -128,10 +131,10 @@ def server_modules() -> list[str]:
                         "--client-listen", "127.0.0.1:0", "--enable-registration",
                         "--disable-rate-limits"],
                        check=True, cwd=ROOT, capture_output=True, timeout=60)
-        run = subprocess.run([sys.executable, "-X", "importtime", "-c", _START_AND_STOP,
+        run = subprocess.run([sys.executable, "-X", "importtime", "-c", RUN_THEN_LIST_MODULES,
                               f"{tmp}/homeserver.yaml"], check=True, cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
-    held = set(json.loads(run.stdout.splitlines()[-1]))
+    held = set(json.loads(run.stdout.splitlines()[-1])["modules"])
     names = [line.split("|")[-1].strip() for line in run.stderr.splitlines()
              if line.startswith("import time:")]
     return [name for name in dict.fromkeys(names) if name in held]

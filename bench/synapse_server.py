@@ -102,7 +102,8 @@ def _database_section(url: str | None, data_dir: Path) -> dict[str, object]:
     return {"name": "psycopg2", "args": args}
 
 
-def _log_config(path: Path, level: str) -> dict[str, object]:
+def synapse_log_config(path: Path, level: str) -> dict[str, object]:
+    """Synapse's logging: everything at `level` and above to one file."""
     return {
         "version": 1,
         "formatters": {"precise": {
@@ -152,7 +153,7 @@ class SynapseServer(ServerProcess):
     def _configure(self) -> None:
         config_path = self.dir / "homeserver.yaml"
         (self.dir / "log.config").write_text(yaml.safe_dump(
-            _log_config(self.dir / "homeserver.log", self.log_level)))
+            synapse_log_config(self.dir / "homeserver.log", self.log_level)))
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         result = subprocess.run([str(self.python), "-m", "synapse.app.homeserver",
                                  "-c", str(config_path), "--generate-keys"],

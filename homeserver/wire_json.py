@@ -1,4 +1,4 @@
-"""JSON text for responses and stream frames.
+"""JSON text we write: responses, stream frames and stored events.
 
 orjson encodes a /sync body some ten times faster than the json module, and a
 message to a room with 500 stream listeners encodes 500 of them. Not for

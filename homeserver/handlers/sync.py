@@ -66,7 +66,7 @@ class _Timeline:
     serialized: list[dict[str, Any]]
     limited: bool
     prev_batch: str
-    filter: EventFilter  # the timeline filter it was built with
+    filter: EventFilter  # the timeline filter it was built with, kept alive (see its key)
 
     def for_device(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
         """Spec: `unsigned.transaction_id` for the device that sent the event."""
@@ -89,7 +89,7 @@ class _SharedAnswer:
     body: dict[str, Any]
     news: bool
     lines: dict[str, _Timeline]  # each room's timeline, to add transaction IDs
-    filter: SyncFilter  # the filter it was built with
+    filter: SyncFilter  # the filter it was built with, kept alive (see its key)
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ class SyncHandler:
         """A message to a room with 500 listeners wakes 500 quiet users asking the
         same question: it is answered once (without personal fields), and each
         answer is that one with the user's own fields filled in."""
-        # The entry holds its filter, so the filter's id cannot be reused meanwhile.
+        # The entry holds its filter, so no other filter can take its id meanwhile.
         key = (since, rooms, id(req.filter))
 
         async def load() -> _SharedAnswer:
@@ -223,8 +223,6 @@ class SyncHandler:
             return _SharedAnswer(body, news, lines, req.filter)
 
         shared = await self._shared_answers.get_or_load(upto, key, load)
-        if shared.filter is not req.filter:
-            return await self._build_for(req, since, upto)
         return await self._personalise(shared, req), shared.news
 
     async def _personalise(self, shared: _SharedAnswer, req: SyncRequest) -> dict[str, Any]:
@@ -525,7 +523,7 @@ class SyncHandler:
         to a big room is read, filtered and serialized once for all the listeners
         it wakes instead of once per listener."""
         timeline_filter = req.filter.timeline
-        # The entry holds its filter, so the filter's id cannot be reused meanwhile.
+        # The entry holds its filter, so no other filter can take its id meanwhile.
         key = (room_id, since, id(timeline_filter))
 
         async def load() -> _Timeline:
@@ -535,10 +533,7 @@ class SyncHandler:
                                                   s.event.content)]
             return await self._serialized_timeline(req, room_id, timeline, limited, upto, now)
 
-        line = await self._steady_memo.get_or_load(upto, key, load)
-        if line.filter is not timeline_filter:  # an id reused by another filter
-            line = await load()
-        return line
+        return await self._steady_memo.get_or_load(upto, key, load)
 
     async def _serialized_timeline(self, req: SyncRequest, room_id: str,
                                    timeline: list[StoredEvent], limited: bool, upto: int,

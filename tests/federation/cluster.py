@@ -43,7 +43,26 @@ def tls_handshake(host: str, port: int, context: ssl.SSLContext,
         return tls.getpeercert() or {}
 
 
-class FederatedServer(HomeserverProcess):
+class FederationListener:
+    """Plain requests to a server's TLS federation listener, verified against
+    the test CA (ours and Synapse alike)."""
+
+    ca: TestCA
+    federation_url: str
+
+    def federation_get(self, path: str, timeout: float = 30) -> tuple[int, Any]:
+        """An unauthenticated GET on the federation listener (keys, /version),
+        verified against the test CA."""
+        return http_json("GET", f"{self.federation_url}{path}", timeout=timeout,
+                         context=self.ca.client_context())
+
+    def federation_post(self, path: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
+        """An unauthenticated POST on the federation listener (notary key queries)."""
+        return http_json("POST", f"{self.federation_url}{path}", body, timeout=timeout,
+                         context=self.ca.client_context())
+
+
+class FederatedServer(FederationListener, HomeserverProcess):
     """One of our homeservers with a TLS federation listener."""
 
     def __init__(self, ca: TestCA, ip: str | None = None,
@@ -98,17 +117,6 @@ class FederatedServer(HomeserverProcess):
                     raise RuntimeError(f"{self.server_name}: no federation listener "
                                        f"({exc}):\n{self.log()}") from exc
             time.sleep(0.1)
-
-    def federation_get(self, path: str, timeout: float = 30) -> tuple[int, Any]:
-        """An unauthenticated GET on the federation listener (keys, /version),
-        verified against the test CA."""
-        return http_json("GET", f"{self.federation_url}{path}", timeout=timeout,
-                         context=self.ca.client_context())
-
-    def federation_post(self, path: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
-        """An unauthenticated POST on the federation listener (notary key queries)."""
-        return http_json("POST", f"{self.federation_url}{path}", body, timeout=timeout,
-                         context=self.ca.client_context())
 
     def register(self, localpart: str, password: str = PASSWORD) -> Account:
         return register_open(self.base_url, localpart, password)

@@ -30,10 +30,10 @@ from typing import Any
 import signedjson.key
 import yaml
 
-from bench.synapse_server import DEFAULT_VENV, RATE_LIMITS, ensure_synapse
+from bench.synapse_server import DEFAULT_VENV, RATE_LIMITS, ensure_synapse, synapse_log_config
 from tests.federation.accounts import PASSWORD, Account, register_open
 from tests.federation.certs import TestCA
-from tests.federation.cluster import KEEP_TESTBED, tls_handshake
+from tests.federation.cluster import KEEP_TESTBED, FederationListener, tls_handshake
 from tests.federation.loopback import distinct_free_ports, next_address
 from tests.federation.waiting import wait_for_log
 from tests.harness import http_json
@@ -61,18 +61,6 @@ def install_synapse(venv: Path = DEFAULT_VENV) -> Path:
         return ensure_synapse(venv)
 
 
-def _log_config(path: Path) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "formatters": {"precise": {
-            "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s"}},
-        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "precise",
-                              "filename": str(path), "encoding": "utf8"}},
-        "root": {"level": "INFO", "handlers": ["file"]},
-        "disable_existing_loggers": False,
-    }
-
-
 def _environment() -> dict[str, str]:
     """Ours minus proxies: Synapse would send federation traffic through them."""
     env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
@@ -80,7 +68,7 @@ def _environment() -> dict[str, str]:
     return env
 
 
-class SynapsePeer:
+class SynapsePeer(FederationListener):
     """One Synapse process: client API on http://IP:clientport, federation on
     https://IP:fedport, server name IP:fedport."""
 
@@ -166,7 +154,8 @@ class SynapsePeer:
         return config
 
     def _write_files(self) -> None:
-        (self.dir / "log.config").write_text(yaml.safe_dump(_log_config(self.log_path)))
+        log_config = synapse_log_config(self.log_path, "INFO")
+        (self.dir / "log.config").write_text(yaml.safe_dump(log_config))
         (self.dir / "homeserver.yaml").write_text(yaml.safe_dump(self.config(),
                                                                  sort_keys=False))
         # Our own key instead of `--generate-keys`: saves a Synapse start-up.
@@ -257,17 +246,6 @@ class SynapsePeer:
 
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
-
-    def federation_get(self, path: str, timeout: float = 30) -> tuple[int, Any]:
-        """An unauthenticated GET on the federation listener (keys, /version),
-        verified against the test CA."""
-        return http_json("GET", f"{self.federation_url}{path}", timeout=timeout,
-                         context=self.ca.client_context())
-
-    def federation_post(self, path: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
-        """An unauthenticated POST on the federation listener (notary key queries)."""
-        return http_json("POST", f"{self.federation_url}{path}", body, timeout=timeout,
-                         context=self.ca.client_context())
 
     # -- logs ----------------------------------------------------------------
     def log(self) -> str:

@@ -9,28 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.memory_profile import RUN_THEN_LIST_MODULES
 from tests.harness import ROOT, free_port
-
-# `python -m homeserver run` for real, stopped as soon as its reactor runs;
-# prints the modules it then holds. It does not import the reactor itself:
-# when that happens is the server's choice.
-_RUN_THEN_LIST_MODULES = """
-import json, sys, threading, time
-from homeserver.__main__ import main
-
-def stop_once_running():
-    while True:
-        time.sleep(0.05)
-        reactor = sys.modules.get("twisted.internet.reactor")
-        if reactor is not None and reactor.running:
-            reactor.callFromThread(reactor.stop)
-            return
-
-threading.Thread(target=stop_once_running, daemon=True).start()
-code = main(["run", "--config", sys.argv[1]])
-print(json.dumps({"exit": code, "modules": [name for name, module in sys.modules.items()
-                                             if module is not None]}))
-"""
 
 # Loaded only to serve federation.
 FEDERATION_ONLY = ("OpenSSL", "twisted.internet.ssl", "homeserver.tls",
@@ -48,7 +28,7 @@ def _modules_of_started_server(data_dir: Path, *generate_args: str) -> set[str]:
                     "--server-name", "localhost", "--data-dir", str(data_dir),
                     "--client-listen", f"127.0.0.1:{free_port()}", *generate_args],
                    check=True, cwd=ROOT, capture_output=True, timeout=60)
-    run = subprocess.run([sys.executable, "-c", _RUN_THEN_LIST_MODULES,
+    run = subprocess.run([sys.executable, "-c", RUN_THEN_LIST_MODULES,
                           str(data_dir / "homeserver.yaml")],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-3000:]
