@@ -7,7 +7,7 @@ DATA := data
 # xdist workers; the machine has two cores.
 WORKERS ?= 2
 
-.PHONY: run test venv lint clean bench bench-federation
+.PHONY: run test venv bytecode lint clean bench bench-federation
 
 venv: $(STAMP)
 
@@ -16,21 +16,31 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m compileall -q -j 0 -o 2 $(VENV)/lib
+	$(PY) -m compileall -q -j 0 -o 2 -x '/(test|tests|idlelib|lib2to3)/' "$$($(PY) -c \
+	    'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+	    || echo "note: the standard library's directory is read-only; -OO bytecode not written"
 	touch $(STAMP)
 
-run: $(STAMP)
+# The server re-executes itself under `python -OO` (homeserver/memory.py). pip writes only
+# plain bytecode, and where PYTHONDONTWRITEBYTECODE is set nothing else writes the -OO kind:
+# without it every start compiles some 700 modules. Ours is refreshed on each use.
+bytecode: $(STAMP)
+	$(PY) -m compileall -q -o 2 homeserver federation schemas
+
+run: bytecode
 	$(PY) -m homeserver run-dev --data-dir $(DATA)
 
-test: $(STAMP)
+test: bytecode
 	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
 
 # Client-Server load benchmark, Guildhall vs Synapse (installs Synapse into .bench/).
 # Pass options with BENCH_ARGS, e.g. `make bench BENCH_ARGS=--quick`.
-bench: $(STAMP)
+bench: bytecode
 	$(PY) -m bench.cs_load $(BENCH_ARGS)
 
 # Federation delivery latency and big-room joins, Guildhall and Synapse over TLS on loopback.
-bench-federation: $(STAMP)
+bench-federation: bytecode
 	$(PY) -m bench.federation $(BENCH_ARGS)
 
 lint: $(STAMP)

@@ -40,6 +40,10 @@ from .guildhall_server import ROOT, GuildhallServer
 USERS = 51  # 1 + max(senders, listeners, joiners) of the full `make bench`
 STATUS_KEYS = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads")
 
+# The interpreter flags the server runs with: it re-executes itself under them
+# (homeserver/memory.py), so an in-process start must be given them.
+SERVER_FLAGS = ("-OO",)
+
 # `python -c` this with a config path: start the server for real, stop once
 # its reactor runs, print its exit code and the modules it then holds (under
 # `-X importtime` the trace also names failed imports). The reactor is not
@@ -59,8 +63,9 @@ def stop_once_running():
 
 threading.Thread(target=stop_once_running, daemon=True).start()
 code = main(["run", "--config", sys.argv[1]])
-print(json.dumps({"exit": code, "modules": [name for name, module in sys.modules.items()
-                                             if module is not None]}))
+print(json.dumps({"exit": code,
+                  "modules": [name for name, module in sys.modules.items() if module is not None],
+                  "absent": [name for name, module in sys.modules.items() if module is None]}))
 """
 
 # Run in a fresh child: import the listed modules in order, VmRSS after each.
@@ -73,10 +78,10 @@ def rss_kib():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
 
-names = json.load(open(sys.argv[1]))
-for absent in ("OpenSSL", "h2"):  # kept out as the server did (homeserver.memory)
-    if absent not in names:
-        sys.modules[absent] = None
+listing = json.load(open(sys.argv[1]))
+names = listing["modules"]
+for absent in listing["absent"]:  # kept out as the server kept them (homeserver.memory)
+    sys.modules[absent] = None
 steps = [["(interpreter)", rss_kib()]]
 for name in names:
     if name in sys.modules:
@@ -123,21 +128,24 @@ def idle_server(database_url: str | None) -> dict[str, float]:
         server.cleanup()
 
 
-def server_modules() -> list[str]:
-    """The modules a started server imports, each after its dependencies (SQLite)."""
+def server_modules() -> tuple[list[str], list[str]]:
+    """The modules a started server imports, each after its dependencies, and
+    those it keeps out (SQLite, no federation)."""
     with tempfile.TemporaryDirectory(prefix="memprof-") as tmp:
         subprocess.run([sys.executable, "-m", "homeserver", "generate-config",
                         "--server-name", "guildhall.bench", "--data-dir", tmp,
                         "--client-listen", "127.0.0.1:0", "--enable-registration",
                         "--disable-rate-limits"],
                        check=True, cwd=ROOT, capture_output=True, timeout=60)
-        run = subprocess.run([sys.executable, "-X", "importtime", "-c", RUN_THEN_LIST_MODULES,
+        run = subprocess.run([sys.executable, *SERVER_FLAGS, "-X", "importtime",
+                              "-c", RUN_THEN_LIST_MODULES,
                               f"{tmp}/homeserver.yaml"], check=True, cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
-    held = set(json.loads(run.stdout.splitlines()[-1])["modules"])
+    result = json.loads(run.stdout.splitlines()[-1])
+    held = set(result["modules"])
     names = [line.split("|")[-1].strip() for line in run.stderr.splitlines()
              if line.startswith("import time:")]
-    return [name for name in dict.fromkeys(names) if name in held]
+    return [name for name in dict.fromkeys(names) if name in held], result["absent"]
 
 
 def _package(module: str) -> str:
@@ -145,12 +153,12 @@ def _package(module: str) -> str:
     return module.split(".")[0].lstrip("_") or module
 
 
-def import_breakdown(modules: list[str]) -> tuple[float, dict[str, float]]:
+def import_breakdown(modules: list[str], absent: list[str]) -> tuple[float, dict[str, float]]:
     """(interpreter MiB, {top-level package: MiB its imports added})."""
     with tempfile.NamedTemporaryFile("w", suffix=".json") as listing:
-        json.dump(modules, listing)
+        json.dump({"modules": modules, "absent": absent}, listing)
         listing.flush()
-        out = subprocess.run([sys.executable, "-c", _IMPORT_STEPS, listing.name],
+        out = subprocess.run([sys.executable, *SERVER_FLAGS, "-c", _IMPORT_STEPS, listing.name],
                              check=True, cwd=ROOT, capture_output=True, text=True,
                              timeout=120).stdout
     steps = json.loads(out)
@@ -175,8 +183,8 @@ def _report_idle(label: str, runs: list[dict[str, float]]) -> None:
         print(f"| {key}{unit} | {cells} | {median[key]:.1f} |")
 
 
-def _report_imports(modules: list[str], top: int) -> None:
-    base, shares = import_breakdown(modules)
+def _report_imports(modules: list[str], absent: list[str], top: int) -> None:
+    base, shares = import_breakdown(modules, absent)
     total = sum(shares.values())
     print(f"\n## Imports at start-up: {len(modules)} modules, +{total:.1f} MiB over a bare "
           f"interpreter ({base:.1f} MiB)\n")
@@ -218,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             if postgres is not None:
                 postgres.stop()
     if not args.no_imports:
-        _report_imports(server_modules(), args.top)
+        _report_imports(*server_modules(), args.top)
     return 0
 
 

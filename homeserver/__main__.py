@@ -8,8 +8,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import config as config_module
+if TYPE_CHECKING:
+    from . import config as config_module
 
 logger = logging.getLogger("homeserver")
 
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(config_path: Path) -> int:
+    from . import config as config_module
     from .memory import leave_tls_unloaded, limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread starts
@@ -98,6 +101,7 @@ def _federation_tls(cfg: config_module.Config) -> object:
     None without federation; checked before anything starts."""
     if cfg.federation_listen is None:
         return None
+    from . import config as config_module
     from .tls import server_tls_options  # pyOpenSSL: loaded only for federation
 
     if cfg.tls_certificate_path is None or cfg.tls_private_key_path is None:
@@ -112,6 +116,7 @@ def _federation_tls(cfg: config_module.Config) -> object:
 def _register_user(args: argparse.Namespace) -> int:
     from twisted.internet import defer, task
 
+    from . import config as config_module
     from .app import build
 
     cfg = config_module.load(args.config)
@@ -136,7 +141,15 @@ def _register_user(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    if args.command in ("run", "run-dev"):
+        from .memory import reexec_optimised, use_builtin_hashes
+
+        reexec_optimised(argv)  # returns only when already optimised
+        use_builtin_hashes()  # before the configuration, whose signing key imports hashlib
+    from . import config as config_module
+
     try:
         if args.command == "generate-config":
             path = config_module.generate(

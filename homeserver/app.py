@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.web.server import Site
 
 from .clock import Clock
 from .config import Config
@@ -49,7 +48,8 @@ from .rest.client import sync as sync_rest
 from .rest.client import to_device as to_device_rest
 from .rest.client import voip as voip_rest
 from .rest.client import hierarchy as hierarchy_rest
-from .rest.http import JsonRouter, Root, make_site
+from .rest.http import JsonRouter
+from .rest.site import ApiSite, Root, make_site
 from .rooms.state_reader import StateReader
 from .rooms.visibility import Visibility
 from .rooms.writer import PersistedEvent, RoomWriter
@@ -85,7 +85,7 @@ logger = logging.getLogger(__name__)
 class HomeServer:
     config: Config
     db: Database
-    site: Site
+    site: ApiSite
     clock: Clock
     users: UserStore
     accounts: AccountHandler
@@ -93,7 +93,7 @@ class HomeServer:
     notifier: Notifier
     stream: StreamIdGenerator
     # The Server-Server API's site, served over TLS; None without federation.
-    federation_site: Site | None = None
+    federation_site: ApiSite | None = None
 
 
 def build(config: Config, reactor: Any) -> HomeServer:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.web.client import Agent
-from twisted.web.server import Site
 
 from federation.key_responses import OldVerifyKey, OwnKeys
 from federation.keys import KeyRing, Notary
@@ -32,7 +31,8 @@ from .rest.federation.transaction import TransactionResource
 from .rooms.remote import RoomEventsAdapter
 from .rest.federation import version as version_rest
 from .rest.federation.auth import FederationAuthenticator
-from .rest.http import JsonRouter, make_site
+from .rest.http import JsonRouter
+from .rest.site import ApiSite, make_site
 from .handlers.edu_publisher import EduPublisher
 from .handlers.federation_edus import FederationEduHandler
 from .handlers.federation_queries import FederationQueryHandler
@@ -103,7 +103,7 @@ class FederationParts:
     to_device: Any = None  # handlers.to_device.ToDeviceHandler
 
 
-def build_federation(parts: FederationParts) -> Site:
+def build_federation(parts: FederationParts) -> ApiSite:
     router = JsonRouter()
     # Keys, request authentication and the outgoing client.
     if parts.transport is None:

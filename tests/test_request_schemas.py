@@ -354,7 +354,6 @@ def _built_server() -> tuple[tuple[JsonRouter, JsonRouter], RequestDispatcher]:
     """The client and federation routers and the stream's request dispatcher of a
     server built in this process."""
     from twisted.internet.testing import MemoryReactorClock
-    from twisted.web.resource import Resource
 
     from homeserver import config as config_module
     from homeserver.app import build
@@ -365,19 +364,18 @@ def _built_server() -> tuple[tuple[JsonRouter, JsonRouter], RequestDispatcher]:
     hs = build(config, MemoryReactorClock())
     hs.db.stop()  # the routes are all we need; its threads would outlive the test
     assert hs.federation_site is not None
-    routers = (_find_router(hs.site.resource, Resource),
-               _find_router(hs.federation_site.resource, Resource))
-    return routers, _find_dispatcher(hs.site.resource)
+    routers = (_find_router(hs.site.root), _find_router(hs.federation_site.root))
+    return routers, _find_dispatcher(hs.site.root)
 
 
-def _find_router(resource: Any, resource_type: type) -> JsonRouter:
+def _find_router(resource: Any) -> JsonRouter:
     if isinstance(resource, JsonRouter):
         return resource
     for value in vars(resource).values():
         for child in (value.values() if isinstance(value, dict) else [value]):
-            if isinstance(child, resource_type) and child is not resource:
+            if callable(getattr(child, "render", None)) and child is not resource:
                 try:
-                    return _find_router(child, resource_type)
+                    return _find_router(child)
                 except LookupError:
                     continue
     raise LookupError("no JsonRouter")

@@ -1,6 +1,6 @@
 """The JSON HTTP framework every REST resource runs on.
 
-Routing by method and path pattern, request-body limits and parsing, the
+Routing by method and path pattern, request-body parsing and checks, the
 spec's error JSON (rendered in exactly one place), CORS, and logging of any
 500 with its traceback.
 """
@@ -14,14 +14,14 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
-from twisted.web import server
-from twisted.web.resource import Resource
+from twisted.web.http import Request
 
 import schemas
 from federation.protocol import canonical_json
 from federation.protocol.errors import Codes, MatrixError
 
 from .. import wire_json
+from .site import NOT_DONE_YET
 
 logger = logging.getLogger(__name__)
 
@@ -33,76 +33,6 @@ CORS_HEADERS = {
     b"Access-Control-Allow-Methods": b"GET, HEAD, POST, PUT, DELETE, OPTIONS",
     b"Access-Control-Allow-Headers": b"X-Requested-With, Content-Type, Authorization, Date",
 }
-
-
-class LimitedRequest(server.Request):
-    """A request that stops buffering its body past the configured limit."""
-
-    max_body_bytes = 1_048_576
-    # Request-target prefixes (media uploads) allowed bodies up to max_upload_bytes.
-    upload_paths: tuple[bytes, ...] = ()
-    max_upload_bytes = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.body_bytes = 0
-        self.body_too_large = False
-        self.body_limit = self.max_body_bytes
-
-    def gotLength(self, length: int | None) -> None:
-        # The path is parsed only once the body is in; the channel has the request line's.
-        target = getattr(self.channel, "_path", b"") or b""
-        if self.upload_paths and target.startswith(self.upload_paths):
-            self.body_limit = max(self.max_body_bytes, self.max_upload_bytes)
-        if length is not None and length > self.body_limit:
-            self.body_too_large = True
-        super().gotLength(None if self.body_too_large else length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        self.body_bytes += len(data)
-        if self.body_bytes > self.body_limit:
-            self.body_too_large = True
-            return
-        if not self.body_too_large:
-            super().handleContentChunk(data)
-
-
-class Root(Resource):
-    """Sends a few exact paths (the WebSocket stream) to their own resources and
-    everything else to the JSON router."""
-
-    def __init__(self, router: Resource, exact: dict[bytes, Resource]) -> None:
-        super().__init__()
-        self._router = router
-        self._exact = exact
-
-    def getChildWithDefault(self, name: bytes, request: server.Request) -> Resource:
-        return self._exact.get(request.path, self._router)
-
-
-# The access log keeps the logger name Twisted's lines had ("twisted").
-_access_log = logging.getLogger("twisted")
-
-
-class AccessLoggedSite(server.Site):
-    """Writes each request's access-log line straight to the standard logging
-    tree: Twisted's default passes it through its legacy and new log systems
-    first, which cost more than the line itself (a few % of a message send)."""
-
-    def log(self, request: server.Request) -> None:
-        if _access_log.isEnabledFor(logging.INFO):
-            _access_log.info("%s", self._logFormatter(self._logDateTime, request))
-
-
-def make_site(root: Resource, max_body_bytes: int, upload_paths: tuple[bytes, ...] = (),
-              max_upload_bytes: int = 0) -> server.Site:
-    request_class = type("Request", (LimitedRequest,), {
-        "max_body_bytes": max_body_bytes, "upload_paths": upload_paths,
-        "max_upload_bytes": max_upload_bytes})
-    site = AccessLoggedSite(root, requestFactory=request_class)
-    site.displayTracebacks = False
-    site.noisy = False
-    return site
 
 
 @dataclass(frozen=True)
@@ -126,13 +56,10 @@ def path_pattern(template: str) -> re.Pattern[str]:
     return re.compile("^" + regex + "$")
 
 
-class JsonRouter(Resource):
+class JsonRouter:
     """One resource under a prefix, dispatching every sub-path to a handler."""
 
-    isLeaf = True
-
     def __init__(self, prefixes: tuple[str, ...] = ("",)) -> None:
-        super().__init__()
         self._prefixes = prefixes
         self._routes: list[Route] = []
 
@@ -148,11 +75,11 @@ class JsonRouter(Resource):
     def routes(self) -> list[Route]:
         return list(self._routes)
 
-    def render(self, request: server.Request) -> Any:
+    def render(self, request: Request) -> Any:
         Deferred.fromCoroutine(self._dispatch(request))
-        return server.NOT_DONE_YET
+        return NOT_DONE_YET
 
-    async def _dispatch(self, request: server.Request) -> None:
+    async def _dispatch(self, request: Request) -> None:
         try:
             status, body = await self._route(request)
         except MatrixError as exc:
@@ -166,7 +93,7 @@ class JsonRouter(Resource):
             status, body = 500, {"errcode": Codes.UNKNOWN, "error": "Internal server error"}
         respond(request, status, body)
 
-    async def _route(self, request: server.Request) -> tuple[int, Any]:
+    async def _route(self, request: Request) -> tuple[int, Any]:
         method = request.method.decode("ascii", "replace").upper()
         if method == "OPTIONS":
             return 200, {}
@@ -197,11 +124,11 @@ def _decode_segment(value: str) -> str:
     return text
 
 
-def _safe_path(request: server.Request) -> str:
+def _safe_path(request: Request) -> str:
     return request.path.decode("ascii", "replace")[:200]
 
 
-def respond(request: server.Request, status: int, body: Any) -> None:
+def respond(request: Request, status: int, body: Any) -> None:
     if request.finished or request._disconnected:
         return
     payload = wire_json.encode(body)
@@ -219,14 +146,14 @@ def respond(request: server.Request, status: int, body: Any) -> None:
 # Request parsing helpers ------------------------------------------------------
 
 
-def read_body(request: server.Request) -> bytes:
+def read_body(request: Request) -> bytes:
     if getattr(request, "body_too_large", False):
         raise MatrixError(413, Codes.TOO_LARGE, "Request body too large")
     request.content.seek(0)
     return request.content.read()
 
 
-def parse_json_body(request: server.Request, *, allow_empty: bool = True) -> JsonDict:
+def parse_json_body(request: Request, *, allow_empty: bool = True) -> JsonDict:
     """The JSON object in the body: M_NOT_JSON if not JSON, M_BAD_JSON if not an
     object; then checked against its route's request schema (`Route.body`)."""
     raw = read_body(request)
@@ -312,7 +239,7 @@ def _query_text(name: str, raw: bytes) -> str:
     return text
 
 
-def query_arg(request: server.Request, name: str, default: str | None = None) -> str | None:
+def query_arg(request: Request, name: str, default: str | None = None) -> str | None:
     values = request.args.get(name.encode())
     if not values:
         return default
@@ -322,7 +249,7 @@ def query_arg(request: server.Request, name: str, default: str | None = None) ->
 _INTEGER = re.compile(r"-?[0-9]{1,16}", re.ASCII)
 
 
-def query_int(request: server.Request, name: str, default: int | None = None,
+def query_int(request: Request, name: str, default: int | None = None,
               minimum: int | None = None, maximum: int | None = None) -> int | None:
     text = query_arg(request, name)
     if text is None:
@@ -339,7 +266,7 @@ def query_int(request: server.Request, name: str, default: int | None = None,
     return value
 
 
-def query_bool(request: server.Request, name: str, default: bool = False) -> bool:
+def query_bool(request: Request, name: str, default: bool = False) -> bool:
     text = query_arg(request, name)
     if text is None:
         return default

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.web.resource import Resource
-
 if TYPE_CHECKING:
+    from ..rest.site import Renderable
     from .stream import StreamFactory
 
 STREAM_PATH = b"/_guildhall/client/v1/stream"
 
 
-class StreamResource(Resource):
-    isLeaf = True
-
+class StreamResource:
     def __init__(self, make_factory: Callable[[], StreamFactory]) -> None:
-        super().__init__()
         self._make_factory = make_factory
         self._factory: StreamFactory | None = None
-        self._resource: Resource | None = None
+        self._resource: Renderable | None = None
 
     def render(self, request: Any) -> Any:
         if self._resource is None:

@@ -236,7 +236,6 @@ def victim_snapshot(world: World) -> Any:
 def server_routes() -> list[tuple[str, re.Pattern[str]]]:
     """(method, path regex) of every route, from a server built in this process."""
     from twisted.internet.testing import MemoryReactorClock
-    from twisted.web.resource import Resource
 
     from homeserver import config as config_module
     from homeserver.app import build
@@ -256,11 +255,11 @@ def server_routes() -> list[tuple[str, re.Pattern[str]]]:
             found.extend((r.method, r.pattern) for r in resource._routes)
         for value in vars(resource).values():
             for child in (value.values() if isinstance(value, dict) else [value]):
-                if isinstance(child, Resource):
+                if callable(getattr(child, "render", None)):  # a resource of the site
                     walk(child, seen)
 
     try:
-        walk(hs.site.resource, set())
+        walk(hs.site.root, set())
     finally:
         hs.db.stop()
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -46,6 +46,11 @@ def test_register_user_from_shell_then_login_and_sigterm() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "@root:localhost"
         server.start()
+        # `python -m homeserver run` re-executed itself under -OO in the same process,
+        # which SIGTERM below still stops cleanly.
+        cmdline = open(f"/proc/{server.process.pid}/cmdline", "rb").read().split(b"\0")
+        assert b"-OO" in cmdline and cmdline[-5:-1] == [
+            b"homeserver", b"run", b"--config", str(server.config_path).encode()]
         status, body = http_json("POST", f"{server.base_url}/_matrix/client/v3/login", {
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "root"},
             "password": "s3cret"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.web.server import Request
+from twisted.web.http import Request
 
 from federation.protocol import identifiers
 from federation.protocol.errors import Codes, MatrixError

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from twisted.web.server import Request
+from twisted.web.http import Request
 
 from ...handlers.auth import Authenticator
 from ...handlers.media import MediaContent, MediaHandler

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web.server import Request
+from twisted.web.http import Request
 
 from ...handlers.auth import Authenticator
 from ...handlers.to_device import ToDeviceHandler

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from twisted.web import server
+from twisted.web.http import Request
 
 from federation.keys import KeyRing
 from federation.protocol import canonical_json, identifiers
@@ -39,7 +39,7 @@ class FederationAuthenticator:
         # Called with each authenticated origin (e.g. to stop backing it off).
         self.on_origin_seen: list[Callable[[str], None]] = []
 
-    async def authenticate(self, request: server.Request) -> str:
+    async def authenticate(self, request: Request) -> str:
         """The verified origin server of `request`, or 401 M_UNAUTHORIZED."""
         auth = self._parse_header(request)
         if auth.destination is not None and auth.destination != self._server_name:
@@ -60,7 +60,7 @@ class FederationAuthenticator:
             listener(auth.origin)
         return auth.origin
 
-    def _parse_header(self, request: server.Request) -> XMatrixAuth:
+    def _parse_header(self, request: Request) -> XMatrixAuth:
         headers = request.requestHeaders.getRawHeaders(b"authorization") or []
         for header in headers:
             text = header.decode("utf-8", "replace")
@@ -76,7 +76,7 @@ class FederationAuthenticator:
         raise _unauthorized("Missing X-Matrix Authorization header")
 
 
-def _body_json(request: server.Request) -> Any:
+def _body_json(request: Request) -> Any:
     """The parsed body (None without one): the signed object's `content`."""
     raw = read_body(request)
     if not raw.strip():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web import server
+from twisted.web.http import Request
 
 from federation.keys import KeyRing
 from federation.protocol import identifiers
@@ -18,16 +18,16 @@ MAX_SERVERS_PER_QUERY = 100
 
 
 def register(router: JsonRouter, keyring: KeyRing) -> None:
-    async def own_keys(request: server.Request, key_id: str = "") -> tuple[int, Any]:
+    async def own_keys(request: Request, key_id: str = "") -> tuple[int, Any]:
         return 200, keyring.own.document(keyring.now_ms())
 
-    async def query_one(request: server.Request, server_name: str, key_id: str = ""
+    async def query_one(request: Request, server_name: str, key_id: str = ""
                         ) -> tuple[int, Any]:
         minimum = query_int(request, "minimum_valid_until_ts", keyring.now_ms())
         assert minimum is not None
         return 200, {"server_keys": await _documents(keyring, {server_name: minimum})}
 
-    async def query_many(request: server.Request) -> tuple[int, Any]:
+    async def query_many(request: Request) -> tuple[int, Any]:
         criteria = _parse_criteria(parse_json_body(request, allow_empty=False),
                                    keyring.now_ms())
         return 200, {"server_keys": await _documents(keyring, criteria)}

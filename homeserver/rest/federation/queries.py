@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from twisted.web.server import Request
+from twisted.web.http import Request
 
 from federation.protocol.errors import Codes, MatrixError
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Protocol
 
 from twisted.internet.defer import DeferredLock
-from twisted.web.server import Request
+from twisted.web.http import Request
 
 from ..http import JsonRouter, parse_json_body
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from twisted.web import server
+from twisted.web.http import Request
 
 from ..http import JsonRouter
 
@@ -22,7 +22,7 @@ def _version() -> str:
 def register(router: JsonRouter) -> None:
     body = {"server": {"name": SERVER_NAME, "version": _version()}}
 
-    async def version(request: server.Request) -> tuple[int, Any]:
+    async def version(request: Request) -> tuple[int, Any]:
         return 200, body
 
     router.add("GET", "/_matrix/federation/v1/version", version)
