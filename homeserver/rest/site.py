@@ -29,7 +29,11 @@ class Renderable(Protocol):
 
 class ApiRequest(http.Request):
     """A request that stops buffering its body past the configured limit and
-    is handed to its site's root resource."""
+    is handed to its site's root resource.
+
+    A POST body is never parsed as an HTML form: this API reads JSON only, a
+    form's fields must not pose as query parameters, and Twisted's
+    Content-Type parsing for forms builds an email message per POST."""
 
     max_body_bytes = 1_048_576
     # Request-target prefixes (media uploads) allowed bodies up to max_upload_bytes.
@@ -37,7 +41,7 @@ class ApiRequest(http.Request):
     max_upload_bytes = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
         self.body_bytes = 0
         self.body_too_large = False
         self.body_limit = self.max_body_bytes
