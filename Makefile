@@ -16,10 +16,9 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m compileall -q -j 0 -o 2 $(VENV)/lib
-	$(PY) -m compileall -q -j 0 -o 2 -x '/(test|tests|idlelib|lib2to3)/' "$$($(PY) -c \
-	    'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
-	    || echo "note: the standard library's directory is read-only; -OO bytecode not written"
+	$(PY) -m compileall -q -j 0 -o 2 -x '/(test|tests|idlelib|lib2to3)/' $(VENV)/lib \
+	    "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
+	    || echo "note: some -OO bytecode was not written (read-only or uncompilable files)"
 	touch $(STAMP)
 
 # The server re-executes itself under `python -OO` (homeserver/memory.py). pip writes only

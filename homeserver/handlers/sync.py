@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from twisted.internet import defer
 
-from federation.protocol.events import MEMBER, Event, StateKey
+from federation.protocol.events import MEMBER
 
 from ..cache import InvalidatingCache, PositionMemo
 from ..clock import Clock
@@ -20,23 +20,20 @@ from ..rooms.state_reader import StateReader
 from ..rooms.visibility import Visibility
 from ..rooms.writer import PersistedEvent
 from ..storage.account_data import AccountDataStore
-from ..storage.events import EventStore, StoredEvent
+from ..storage.events import EventStore
 from ..storage.receipts import ReceiptStore
 from ..storage.rooms import RoomStore
 from ..storage.to_device import ToDeviceStore
 from ..sync.change_cache import RecentRoomEvents
-from ..sync.filtering import EventFilter, SyncFilter
+from ..sync.filtering import SyncFilter
 from ..sync.notifier import ChangeIndex, Notifier
-from ..sync.tokens import SyncToken, TopologicalToken
-from .client_events import client_event, stripped_state
+from ..sync.tokens import SyncToken
+from .sync_rooms import RoomSections, RoomTimeline, SyncRequest, UnreadCounter
 from .typing import TypingHandler
 
-logger = logging.getLogger(__name__)
+__all__ = ["SyncHandler", "SyncRequest"]
 
-STRIPPED_STATE_TYPES = (
-    "m.room.create", "m.room.name", "m.room.avatar", "m.room.topic", "m.room.join_rules",
-    "m.room.canonical_alias", "m.room.encryption",
-)
+logger = logging.getLogger(__name__)
 
 
 class PresenceSource(Protocol):
@@ -44,10 +41,6 @@ class PresenceSource(Protocol):
                               ) -> list[dict[str, Any]]: ...
     async def changed_presence_events(self, user_ids: set[str], since: int, upto: int
                                       ) -> list[dict[str, Any]]: ...
-
-
-class UnreadCounter(Protocol):
-    async def unread_counts(self, user_id: str, room_id: str) -> dict[str, int]: ...
 
 
 class DeviceKeysSource(Protocol):
@@ -58,48 +51,14 @@ class DeviceKeysSource(Protocol):
 
 
 @dataclass(frozen=True)
-class _Timeline:
-    """A room's timeline section: its events, in the client format without
-    transaction IDs, which only the sending device may see."""
-
-    events: list[StoredEvent]
-    serialized: list[dict[str, Any]]
-    limited: bool
-    prev_batch: str
-    filter: EventFilter  # the timeline filter it was built with, kept alive (see its key)
-
-    def for_device(self, user_id: str, device_id: str) -> list[dict[str, Any]]:
-        """Spec: `unsigned.transaction_id` for the device that sent the event."""
-        out = self.serialized
-        for i, stored in enumerate(self.events):
-            if stored.txn_id is not None and stored.txn_device == device_id and \
-                    stored.event.sender == user_id:
-                out = list(out) if out is self.serialized else out
-                event = out[i]
-                out[i] = {**event, "unsigned": {**event["unsigned"],
-                                                "transaction_id": stored.txn_id}}
-        return out
-
-
-@dataclass(frozen=True)
 class _SharedAnswer:
     """An incremental answer for every quiet user of some rooms (_shared_build):
     no unread counts, no transaction IDs, no device keys."""
 
     body: dict[str, Any]
     news: bool
-    lines: dict[str, _Timeline]  # each room's timeline, to add transaction IDs
+    lines: dict[str, RoomTimeline]  # each room's timeline, to add transaction IDs
     filter: SyncFilter  # the filter it was built with, kept alive (see its key)
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    user_id: str
-    device_id: str
-    since: SyncToken | None
-    timeout_ms: int | None  # None: wait for something new however long it takes
-    filter: SyncFilter
-    full_state: bool = False
 
 
 class SyncHandler:
@@ -111,27 +70,24 @@ class SyncHandler:
         keys: DeviceKeysSource | None = None, visibility: Visibility | None = None,
         recent: RecentRoomEvents | None = None,
     ) -> None:
-        self._events = events
+        self._sections = RoomSections(
+            events=events, rooms=rooms, state=state, account_data=account_data,
+            receipts=receipts, typing=typing, notifier=notifier, clock=clock, unread=unread,
+            visibility=visibility, recent=recent)
         self._recent = recent
         # Per-user and per-room answers that only a membership change alters.
         self._joined_rooms: InvalidatingCache[frozenset[str]] = InvalidatingCache()
-        self._last_joins: InvalidatingCache[int | None] = InvalidatingCache()
         self._room_members: InvalidatingCache[frozenset[str]] = InvalidatingCache(20_000)
         # (room, since) -> (the members asked about, those whose presence changed).
         self._presence_memo: PositionMemo[tuple[frozenset[str], frozenset[str]]] = \
             PositionMemo()
-        self._steady_memo: PositionMemo[_Timeline] = PositionMemo()
-        self._receipts_memo: PositionMemo[list[Any]] = PositionMemo()
         self._shared_answers: PositionMemo[_SharedAnswer] = PositionMemo()
-        self._visibility = visibility
         self._rooms = rooms
-        self._state = state
+        self._clock = clock
         self._account_data = account_data
-        self._receipts = receipts
         self._to_device = to_device
         self._typing = typing
         self._notifier = notifier
-        self._clock = clock
         self.presence = presence
         self.unread = unread
         self.keys = keys
@@ -143,7 +99,7 @@ class SyncHandler:
             self._recent.add(event.room_id, persisted.stream_ordering, event.event_id)
         if event.type == MEMBER and event.state_key:
             self._joined_rooms.invalidate(event.state_key)
-            self._last_joins.invalidate((event.state_key, event.room_id))
+            self._sections.membership_changed(event.state_key, event.room_id)
             self._room_members.invalidate(event.room_id)
 
     async def joined_rooms(self, user_id: str) -> frozenset[str]:
@@ -218,7 +174,7 @@ class SyncHandler:
         key = (since, rooms, id(req.filter))
 
         async def load() -> _SharedAnswer:
-            lines: dict[str, _Timeline] = {}
+            lines: dict[str, RoomTimeline] = {}
             body, news = await self._build_for(req, since, upto, shared_lines=lines)
             return _SharedAnswer(body, news, lines, req.filter)
 
@@ -236,7 +192,7 @@ class SyncHandler:
                 if events is not line.serialized:
                     room["timeline"] = {**room["timeline"], "events": events}
             if "summary" in room:  # heroes are the members other than the user
-                room["summary"] = await self._summary(room_id, req.user_id)
+                room["summary"] = await self._sections.summary(room_id, req.user_id)
             if self.unread is not None:
                 room["unread_notifications"] = await self.unread.unread_counts(req.user_id,
                                                                                room_id)
@@ -250,7 +206,7 @@ class SyncHandler:
         return body
 
     async def _build_for(self, req: SyncRequest, since: int | None, upto: int,
-                         shared_lines: dict[str, _Timeline] | None = None
+                         shared_lines: dict[str, RoomTimeline] | None = None
                          ) -> tuple[dict[str, Any], bool]:
         """`shared_lines` set: build the answer of every quiet user like this one
         (_shared_build), leaving out what is personal and noting each room's
@@ -370,13 +326,13 @@ class SyncHandler:
             if membership == "join":
                 newly = since is None or (change is not None
                                           and await self._joined_since(req.user_id, room_id, since))
-                room = await self._joined_room(req, room_id, since, upto, newly)
+                room = await self._sections.joined_room(req, room_id, since, upto, newly)
                 if room is not None and (since is None or newly
-                                         or self._room_has_news(room, since)):
+                                         or self._sections.has_news(room, since)):
                     join[room_id] = room
                     news = True
             elif membership == "invite" and (since is None or change is not None):
-                invite[room_id] = await self._invite_room(room_id, req.user_id)
+                invite[room_id] = await self._sections.invite_room(room_id, req.user_id)
                 news = True
             elif membership == "knock" and (since is None or change is not None):
                 knock[room_id] = {"knock_state": {"events": []}}
@@ -384,19 +340,20 @@ class SyncHandler:
             elif membership in ("leave", "ban") and change is not None:
                 if await self._rooms.is_forgotten(req.user_id, room_id):
                     continue
-                leave[room_id] = await self._left_room(req, room_id, since, change.stream_ordering)
+                leave[room_id] = await self._sections.left_room(req, room_id, since,
+                                                                change.stream_ordering)
                 news = True
             elif membership in ("leave", "ban") and since is None and req.filter.include_leave:
                 if not await self._rooms.is_forgotten(req.user_id, room_id):
                     at = await self._rooms.membership_at(req.user_id, room_id, upto)
                     if at is not None:
-                        leave[room_id] = await self._left_room(req, room_id, None,
-                                                               at.stream_ordering)
+                        leave[room_id] = await self._sections.left_room(
+                            req, room_id, None, at.stream_ordering)
         return {"join": join, "invite": invite, "leave": leave, "knock": knock}, news
 
     async def _rooms_incremental(self, req: SyncRequest, since: int, upto: int,
                                  changes: ChangeIndex,
-                                 shared_lines: dict[str, _Timeline] | None = None
+                                 shared_lines: dict[str, RoomTimeline] | None = None
                                  ) -> tuple[dict[str, Any], bool]:
         """Only rooms with something new; every answer that the change index says
         cannot have changed is skipped without touching the database."""
@@ -416,9 +373,9 @@ class SyncHandler:
                     or changes.room_changed(room_id, ("events", "receipts"), since)
                     or self._typing.changed_since(room_id, since)):
                 continue
-            room = await self._joined_room(req, room_id, since, upto, False, steady=True,
-                                           shared_lines=shared_lines)
-            if room is not None and self._room_has_news(room, since):
+            room = await self._sections.joined_room(req, room_id, since, upto, False,
+                                                    steady=True, shared_lines=shared_lines)
+            if room is not None and self._sections.has_news(room, since):
                 join[room_id] = room
         return {"join": join, "invite": {}, "leave": {}, "knock": {}}, bool(join)
 
@@ -426,206 +383,6 @@ class SyncHandler:
         """Whether the user was not joined at `since` (a profile change is no new join)."""
         before = await self._rooms.membership_at(user_id, room_id, since)
         return before is None or before.membership != "join"
-
-    @staticmethod
-    def _room_has_news(room: dict[str, Any], since: int | None) -> bool:
-        return bool(room["timeline"]["events"] or room["state"]["events"]
-                    or room["ephemeral"]["events"] or room["account_data"]["events"])
-
-    async def _timeline(self, req: SyncRequest, room_id: str, since: int | None, upto: int
-                        ) -> tuple[list[StoredEvent], bool]:
-        limit = req.filter.timeline_limit
-        if not req.filter.timeline.allows_room(room_id):
-            return [], False
-        recent = await self._recent_events(room_id, since or 0, upto, limit + 1)
-        limited = len(recent) > limit
-        return list(reversed(recent[:limit])), limited
-
-    async def _recent_events(self, room_id: str, after: int, upto: int, count: int
-                             ) -> list[StoredEvent]:
-        """Newest first; from memory when it reaches back far enough."""
-        ids = self._recent.between(room_id, after, upto, count - 1) if self._recent else None
-        if ids is None:
-            return await self._events.room_stream(room_id, after, upto, count)
-        stored = await self._events.get_stored(ids[:count])
-        return [stored[eid] for eid in ids[:count] if eid in stored]
-
-    async def _last_join(self, user_id: str, room_id: str, upto: int) -> int | None:
-        async def load() -> int | None:
-            return await self._rooms.last_join(user_id, room_id, upto)
-
-        value = await self._last_joins.get_or_load((user_id, room_id), load)
-        return value if value is None or value <= upto else await load()
-
-    async def _visible(self, req: SyncRequest, room_id: str, events: list[StoredEvent],
-                       upto: int) -> list[StoredEvent]:
-        """History visibility: a newly joined user's timeline reaches back before
-        the join, and a left room's up to the leave."""
-        if self._visibility is None or not events:
-            return events
-        last_join = await self._last_join(req.user_id, room_id, upto)
-        return await self._visibility.filter(req.user_id, events, last_join)
-
-    async def _joined_room(self, req: SyncRequest, room_id: str, since: int | None, upto: int,
-                           newly_joined: bool, steady: bool = False,
-                           shared_lines: dict[str, _Timeline] | None = None
-                           ) -> dict[str, Any] | None:
-        """`steady`: the user has been joined since `since` (their memberships did
-        not move), so every event after it is visible to them. `shared_lines`:
-        leave out personal fields, noting the timeline there (_build_for)."""
-        now = self._clock.time_ms()
-        if steady and since is not None and not req.full_state:
-            line = await self._steady_timeline(req, room_id, since, upto, now)
-        else:
-            line = await self._user_timeline(req, room_id, None if newly_joined else since,
-                                             upto, now)
-        timeline = line.events
-        state_events = await self._state_section(req, room_id, timeline, since, upto,
-                                                 full=newly_joined or req.full_state
-                                                 or line.limited)
-        because = await self._redactions(state_events)
-        shared = shared_lines is not None
-        if shared_lines is not None:
-            shared_lines[room_id] = line
-        room: dict[str, Any] = {
-            "timeline": {
-                "events": line.serialized if shared else line.for_device(req.user_id,
-                                                                         req.device_id),
-                "limited": line.limited,
-                "prev_batch": line.prev_batch,
-            },
-            "state": {"events": [self._serialize(s, now, req, because) for s in state_events]},
-            "ephemeral": {"events": await self._ephemeral(req, room_id, since, upto,
-                                                          shared)},
-            "account_data": {"events": await self._room_account_data(req, room_id, since, upto)},
-            "unread_notifications": {"notification_count": 0, "highlight_count": 0},
-        }
-        if since is None or newly_joined or any(s.event.type == MEMBER
-                                                for s in timeline + state_events):
-            room["summary"] = await self._summary(room_id, req.user_id)
-        if self.unread is not None and not shared:
-            room["unread_notifications"] = await self.unread.unread_counts(req.user_id, room_id)
-        return room
-
-    async def _user_timeline(self, req: SyncRequest, room_id: str, since: int | None,
-                             upto: int, now: int) -> _Timeline:
-        timeline, limited = await self._timeline(req, room_id, since, upto)
-        timeline = [s for s in timeline
-                    if req.filter.timeline.allows(s.event.type, s.event.sender, room_id,
-                                                  s.event.content)]
-        timeline = await self._visible(req, room_id, timeline, upto)
-        return await self._serialized_timeline(req, room_id, timeline, limited, upto, now)
-
-    async def _steady_timeline(self, req: SyncRequest, room_id: str, since: int, upto: int,
-                               now: int) -> _Timeline:
-        """What happened in a room since `since`, for a member joined all along:
-        the same for every such member with the same timeline filter, so a message
-        to a big room is read, filtered and serialized once for all the listeners
-        it wakes instead of once per listener."""
-        timeline_filter = req.filter.timeline
-        # The entry holds its filter, so no other filter can take its id meanwhile.
-        key = (room_id, since, id(timeline_filter))
-
-        async def load() -> _Timeline:
-            timeline, limited = await self._timeline(req, room_id, since, upto)
-            timeline = [s for s in timeline
-                        if timeline_filter.allows(s.event.type, s.event.sender, room_id,
-                                                  s.event.content)]
-            return await self._serialized_timeline(req, room_id, timeline, limited, upto, now)
-
-        return await self._steady_memo.get_or_load(upto, key, load)
-
-    async def _serialized_timeline(self, req: SyncRequest, room_id: str,
-                                   timeline: list[StoredEvent], limited: bool, upto: int,
-                                   now: int) -> _Timeline:
-        prev_batch = await self._prev_batch(room_id, timeline, upto)
-        because = await self._redactions(timeline)
-        return _Timeline(timeline, [
-            client_event(s, now, include_room_id=False,
-                         redaction=because.get(s.redacted_by or "")) for s in timeline
-        ], limited, str(prev_batch), req.filter.timeline)
-
-    async def _prev_batch(self, room_id: str, timeline: list[StoredEvent], upto: int
-                          ) -> TopologicalToken:
-        if timeline:
-            first = timeline[0]
-            return TopologicalToken.before(first.event.depth, first.stream_ordering)
-        depth, stream = await self._events.topological_position(room_id, upto)
-        return TopologicalToken(depth, stream)
-
-    async def _state_section(self, req: SyncRequest, room_id: str, timeline: list[StoredEvent],
-                             since: int | None, upto: int, full: bool) -> list[StoredEvent]:
-        if not full:
-            return []
-        if timeline:
-            state_ids = await self._state.state_before(timeline[0].event.event_id)
-        else:
-            last = await self._events.room_stream(room_id, 0, upto, 1)
-            state_ids = await self._state.state_after(last[0].event.event_id) if last else {}
-        if since is not None and not req.full_state:
-            previous = await self._state_at_position(room_id, since)
-            if previous:
-                state_ids = {k: v for k, v in state_ids.items() if previous.get(k) != v}
-        in_timeline = {s.event.event_id for s in timeline}
-        wanted = self._lazy_load(req, state_ids, timeline)
-        ids = [eid for key, eid in wanted.items() if eid not in in_timeline]
-        stored = await self._events.get_stored(ids)
-        return [stored[eid] for eid in ids if eid in stored and req.filter.state.allows(
-            stored[eid].event.type, stored[eid].event.sender, room_id)]
-
-    def _lazy_load(self, req: SyncRequest, state_ids: dict[StateKey, str],
-                   timeline: list[StoredEvent]) -> dict[StateKey, str]:
-        if not req.filter.state.lazy_load_members:
-            return state_ids
-        senders = {s.event.sender for s in timeline} | {req.user_id}
-        return {k: v for k, v in state_ids.items() if k[0] != MEMBER or k[1] in senders}
-
-    async def _state_at_position(self, room_id: str, position: int) -> dict[StateKey, str]:
-        last = await self._events.room_stream(room_id, 0, position, 1)
-        if not last:
-            return {}
-        return await self._state.state_after(last[0].event.event_id)
-
-    async def _ephemeral(self, req: SyncRequest, room_id: str, since: int | None, upto: int,
-                         shared: bool = False) -> list[dict[str, Any]]:
-        """`shared`: for any member, so with nobody's private receipts."""
-        out: list[dict[str, Any]] = []
-        if self._typing.changed_since(room_id, since):
-            out.append({"type": "m.typing",
-                        "content": {"user_ids": self._typing.typing_users(room_id)}})
-        changes = self._notifier.changes
-        receipts = []
-        if since is None or changes.room_changed(room_id, ("receipts",), since) or \
-                changes.user_changed(req.user_id, ("receipts",), since):
-            receipts = await self._room_receipts(room_id, since or 0, upto)
-        content: dict[str, Any] = {}
-        for r in receipts:
-            if r.receipt_type == "m.read.private" and (shared or r.user_id != req.user_id):
-                continue
-            data: dict[str, Any] = {"ts": r.ts}
-            if r.thread_id:
-                data["thread_id"] = r.thread_id
-            content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = data
-        if content:
-            out.append({"type": "m.receipt", "content": content})
-        return [e for e in out if req.filter.ephemeral.allows(e["type"], "", room_id)]
-
-    async def _room_receipts(self, room_id: str, since: int, upto: int) -> list[Any]:
-        """A room's receipts since `since`: everyone in the room is woken by a
-        receipt and asks this, so it is read once per position."""
-        async def load() -> list[Any]:
-            return await self._receipts.for_rooms([room_id], since, upto)
-
-        return await self._receipts_memo.get_or_load(upto, (room_id, since), load)
-
-    async def _room_account_data(self, req: SyncRequest, room_id: str, since: int | None,
-                                 upto: int) -> list[dict[str, Any]]:
-        if since is not None and not self._notifier.changes.user_changed(
-                req.user_id, ("account_data",), since):
-            return []
-        changed = await self._account_data.changed_since(req.user_id, since or 0, upto)
-        return [{"type": t, "content": c} for r, t, c in changed
-                if r == room_id and req.filter.room_account_data.allows(t, req.user_id)]
 
     async def _global_account_data(self, req: SyncRequest, since: int | None, upto: int
                                    ) -> list[dict[str, Any]]:
@@ -637,59 +394,3 @@ class SyncHandler:
                                  ) -> tuple[list[dict[str, Any]], int]:
         pending = await self._to_device.pending(req.user_id, req.device_id, upto)
         return [m for _, m in pending], (pending[-1][0] if pending else 0)
-
-    async def _summary(self, room_id: str, user_id: str) -> dict[str, Any]:
-        joined = await self._rooms.members(room_id, ("join",))
-        invited = await self._rooms.members(room_id, ("invite",))
-        heroes = sorted(u for u in joined + invited if u != user_id)[:5]
-        return {"m.heroes": heroes, "m.joined_member_count": len(joined),
-                "m.invited_member_count": len(invited)}
-
-    async def _invite_room(self, room_id: str, user_id: str) -> dict[str, Any]:
-        state = await self._events.current_state_ids(room_id)
-        keys = [(t, "") for t in STRIPPED_STATE_TYPES] + [(MEMBER, user_id)]
-        ids = [state[k] for k in keys if k in state]
-        invite = state.get((MEMBER, user_id))
-        if invite:
-            invite_event = (await self._events.get_events([invite]))[invite]
-            remote_state = invite_event.pdu.get("unsigned", {}).get("invite_room_state")
-            if isinstance(remote_state, list):
-                # An invite from another server: it brought the room's state with it.
-                return {"invite_state": {"events": [
-                    *[e for e in remote_state if isinstance(e, dict)],
-                    stripped_state(invite_event)]}}
-            inviter = invite_event.sender
-            if (MEMBER, inviter) in state:
-                ids.append(state[(MEMBER, inviter)])
-        events = await self._events.get_events(ids)
-        return {"invite_state": {"events": [stripped_state(events[i]) for i in ids
-                                            if i in events]}}
-
-    async def _left_room(self, req: SyncRequest, room_id: str, since: int | None,
-                         leave_position: int) -> dict[str, Any]:
-        now = self._clock.time_ms()
-        timeline, limited = await self._timeline(req, room_id, since, leave_position)
-        timeline = await self._visible(req, room_id, timeline, leave_position)
-        state = await self._state_section(req, room_id, timeline, since, leave_position,
-                                          full=since is None or limited)
-        prev_batch = await self._prev_batch(room_id, timeline, leave_position)
-        because = await self._redactions(timeline + state)
-        return {
-            "timeline": {"events": [self._serialize(s, now, req, because) for s in timeline],
-                         "limited": limited, "prev_batch": str(prev_batch)},
-            "state": {"events": [self._serialize(s, now, req, because) for s in state]},
-            "account_data": {"events": []},
-        }
-
-    async def _redactions(self, events: list[StoredEvent]) -> dict[str, Event]:
-        """The redaction events of redacted events, for `unsigned.redacted_because`."""
-        ids = [s.redacted_by for s in events if s.redacted_by]
-        return await self._events.get_events(ids) if ids else {}
-
-    def _serialize(self, stored: StoredEvent, now: int, req: SyncRequest,
-                   redactions: dict[str, Event] | None = None) -> dict[str, Any]:
-        txn_id = stored.txn_id if stored.txn_device == req.device_id and (
-            stored.event.sender == req.user_id) else None
-        redaction = (redactions or {}).get(stored.redacted_by or "")
-        return client_event(stored, now, include_room_id=False, transaction_id=txn_id,
-                            redaction=redaction)
