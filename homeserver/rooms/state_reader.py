@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 from federation.protocol.events import StateKey
 
 from ..storage.events import EventStore
-
-if TYPE_CHECKING:
-    from .writer import PersistedEvent
+from .records import PersistedEvent
 
 
 class StateReader:
@@ -21,7 +18,7 @@ class StateReader:
         # An event's (before, after) state groups never change once persisted.
         self._groups: OrderedDict[str, tuple[int | None, int]] = OrderedDict()
 
-    def event_persisted(self, persisted: "PersistedEvent") -> None:
+    def event_persisted(self, persisted: PersistedEvent) -> None:
         """Room writer listener: a new event's groups and states are known
         already, so readers never go to the database for them."""
         before, after = persisted.state_group_before, persisted.state_group_after
