@@ -157,8 +157,10 @@ class SyncHandler:
         about who is in their rooms: then their incremental answer is the one
         every such user of the same rooms gets, but for a few personal fields."""
         changes = self._notifier.changes
+        # A user's own presence is news only to a client that asked for presence.
+        ignoring = ("presence",) if req.filter.presence.allows_nothing else ()
         if req.full_state or (req.since is not None and req.since.to_device) or \
-                changes.user_changed_at_all(req.user_id, since):
+                changes.user_changed_at_all(req.user_id, since, ignoring):
             return None
         rooms = await self.joined_rooms(req.user_id)
         if any(changes.room_changed(r, ("members",), since) for r in rooms):
@@ -262,7 +264,7 @@ class SyncHandler:
 
     async def _presence_section(self, req: SyncRequest, since: int | None, upto: int,
                                 changes: ChangeIndex) -> list[dict[str, Any]]:
-        if self.presence is None:
+        if self.presence is None or req.filter.presence.allows_nothing:
             return []
         user = req.user_id
         if since is None or changes.user_changed(user, ("events",), since):

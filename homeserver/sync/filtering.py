@@ -72,6 +72,12 @@ class EventFilter:
             return False
         return self.rooms is None or room_id in self.rooms
 
+    @property
+    def allows_nothing(self) -> bool:
+        """No event passes (`"types": []`, `"senders": []`, or every type excluded):
+        clients that turn a section off this way need not have it computed."""
+        return self.types == [] or self.senders == [] or "*" in self.not_types
+
     def allows(self, event_type: str, sender: str, room_id: str | None = None,
                content: dict[str, Any] | None = None) -> bool:
         if self.not_types and _type_matches(event_type, self.not_types):

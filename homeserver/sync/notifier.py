@@ -70,8 +70,16 @@ class ChangeIndex:
             return False
         return any(self._rooms[k].changed_since(room_id, since) for k in (*kinds, "other"))
 
-    def user_changed_at_all(self, user_id: str, since: int) -> bool:
-        return self._any_user.changed_since(user_id, since)
+    def user_changed_at_all(self, user_id: str, since: int, ignoring: tuple[str, ...] = ()
+                            ) -> bool:
+        """Any change about the user, but for the kinds `ignoring` names ("other"
+        is never ignored: it could be anything)."""
+        if not self._any_user.changed_since(user_id, since):
+            return False
+        if not ignoring:
+            return True
+        return any(cache.changed_since(user_id, since) for kind, cache in self._users.items()
+                   if kind not in ignoring or kind == "other")
 
     def user_changed(self, user_id: str, kinds: tuple[str, ...], since: int) -> bool:
         if not self._any_user.changed_since(user_id, since):

@@ -1,4 +1,5 @@
-"""The notifier wakes waiters in batches across reactor turns, losing none."""
+"""The notifier wakes waiters in batches across reactor turns, losing none; its
+change index answers what changed about a user, minus what a filter ignores."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from twisted.internet.task import Clock as ReactorClock
 
 from homeserver.clock import Clock
 from homeserver.storage.stream import StreamIdGenerator
-from homeserver.sync.notifier import WAKE_BATCH, Notifier
+from homeserver.sync.filtering import EventFilter
+from homeserver.sync.notifier import WAKE_BATCH, ChangeIndex, Notifier
 
 
 def _advance(stream: StreamIdGenerator) -> int:
@@ -59,3 +61,26 @@ def test_without_a_clock_everyone_is_woken_at_once() -> None:
     waiters = [notifier.wait(f"@u{i}:hs", ["!room:hs"], 0) for i in range(WAKE_BATCH * 3)]
     notifier.notify(_advance(stream), rooms=["!room:hs"])
     assert all(w.called for w in waiters)
+
+
+def test_a_users_own_presence_can_be_ignored_but_no_other_change() -> None:
+    # A client that filters presence out is quiet after its own presence moved
+    # (handlers/sync.py `_quiet_user_rooms`); anything else about it still counts.
+    changes = ChangeIndex(0)
+    changes.mark("presence", 5, frozenset(["!r"]), frozenset(["@a:x"]))
+    assert changes.user_changed_at_all("@a:x", 4)
+    assert not changes.user_changed_at_all("@a:x", 4, ignoring=("presence",))
+    assert not changes.user_changed_at_all("@a:x", 5)
+    changes.mark("account_data", 6, frozenset(), frozenset(["@a:x"]))
+    assert changes.user_changed_at_all("@a:x", 4, ignoring=("presence",))
+    changes.mark("other", 8, frozenset(), frozenset(["@b:x"]))
+    assert changes.user_changed_at_all("@b:x", 7, ignoring=("other", "presence"))
+
+
+def test_a_filter_that_allows_nothing_is_recognised() -> None:
+    assert EventFilter.parse({"types": []}).allows_nothing
+    assert EventFilter.parse({"senders": []}).allows_nothing
+    assert EventFilter.parse({"not_types": ["*"]}).allows_nothing
+    for open_filter in ({}, {"types": ["m.presence"]}, {"not_types": ["m.typing"]}):
+        parsed = EventFilter.parse(open_filter)
+        assert not parsed.allows_nothing and parsed.allows("m.presence", "@a:x")
