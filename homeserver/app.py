@@ -151,7 +151,7 @@ def build(config: Config, reactor: Any) -> HomeServer:
                               notifier, server_name)
     accounts.on_logout.append(e2e_keys.device_removed)
     unread = UnreadNotifications(PushActionStore(db))
-    receipts_handler.on_receipt.append(unread.forget)
+    receipts_handler.on_receipt.append(unread.receipt_stored)
     sync = SyncHandler(events=events, rooms=rooms, state=state, account_data=account_data,
                        keys=e2e_keys,
                        receipts=receipts, to_device=to_device, typing=typing,

@@ -130,12 +130,15 @@ class UnreadNotifications:
     """The /sync handler's `UnreadCounter`, with counts kept in memory.
 
     A cached count is exact: new push actions increment it as their event is
-    persisted, and receipts or membership changes drop it. A database read that
-    raced with a change is not cached (the per-key generation moved on).
+    persisted; a read receipt past every counted notification zeroes it (the
+    usual receipt: for the newest message); other receipts and membership
+    changes drop it. A database read that raced with a change is not cached
+    (the per-key generation moved on).
     """
 
     def __init__(self, counts: PushActionStore, cache_size: int = 50_000) -> None:
         self._counts = counts
+        # (user, room) -> [notifications, highlights, newest counted position]
         self._cache: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
         self._generation: dict[tuple[str, str], int] = {}
         self._cache_size = cache_size
@@ -146,7 +149,7 @@ class UnreadNotifications:
         if cached is None:
             generation = self._generation.get(key, 0)
             counts = await self._counts.unread_counts(user_id, room_id)
-            cached = [counts.notifications, counts.highlights]
+            cached = [counts.notifications, counts.highlights, counts.newest]
             if self._generation.get(key, 0) == generation:
                 self._cache[key] = cached
                 while len(self._cache) > self._cache_size:
@@ -168,12 +171,27 @@ class UnreadNotifications:
             if cached is not None:
                 cached[0] += 1
                 cached[1] += int(row.highlight)
+                cached[2] = max(cached[2], persisted.stream_ordering)
         event = persisted.event
         if event.type == "m.room.member" and event.state_key:
             self.forget(event.state_key, room_id)
 
+    def receipt_stored(self, user_id: str, room_id: str, thread_id: str,
+                       read_position: int) -> None:
+        """A read receipt (m.read or m.read.private) of the event at `read_position`.
+        Unthreaded and at or past every counted notification, it reads them all
+        (whatever the other receipts say: see push_actions.unread_counts_txn);
+        otherwise the count is read again."""
+        key = (user_id, room_id)
+        cached = self._cache.get(key)
+        if cached is not None and not thread_id and cached[2] <= read_position:
+            self._changed(key)
+            cached[0] = cached[1] = 0
+            return
+        self.forget(user_id, room_id)
+
     def forget(self, user_id: str, room_id: str) -> None:
-        """A receipt or membership change: recount from the database next time."""
+        """A membership change or a receipt: recount from the database next time."""
         key = (user_id, room_id)
         self._changed(key)
         self._cache.pop(key, None)

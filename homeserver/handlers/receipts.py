@@ -34,8 +34,9 @@ class ReceiptHandler:
                  notifier: Notifier, clock: Clock,
                  user_active: Callable[[str], None] | None = None) -> None:
         self._receipts = receipts
-        # Called with (user_id, room_id) after a read receipt is stored.
-        self.on_receipt: list[Callable[[str, str], None]] = []
+        # Called with (user_id, room_id, thread_id, the stream position of the
+        # event read) after a local user's read receipt is stored.
+        self.on_receipt: list[Callable[[str, str, str, int], None]] = []
         # Called with each public (m.read) receipt of a local user, once stored.
         self.on_public_receipt: list[Callable[[Receipt], None]] = []
         self._account_data = account_data
@@ -67,7 +68,7 @@ class ReceiptHandler:
         if receipt_type == FULLY_READ:
             await self._move_read_marker(user_id, room_id, stored)
         else:
-            await self._put_receipt(user_id, room_id, receipt_type, event_id, thread_id or "")
+            await self._put_receipt(user_id, room_id, receipt_type, stored, thread_id or "")
         self._active(user_id)
 
     async def set_read_markers(self, user_id: str, room_id: str, markers: dict[str, str]
@@ -80,7 +81,7 @@ class ReceiptHandler:
             if kind == FULLY_READ:
                 await self._move_read_marker(user_id, room_id, stored)
             else:
-                await self._put_receipt(user_id, room_id, kind, stored.event.event_id, "")
+                await self._put_receipt(user_id, room_id, kind, stored, "")
         if targets:
             self._active(user_id)
 
@@ -90,14 +91,14 @@ class ReceiptHandler:
         thread = await thread_of(self._events, stored.event)
         return thread == thread_id or (thread == MAIN and stored.event.event_id == thread_id)
 
-    async def _put_receipt(self, user_id: str, room_id: str, receipt_type: str, event_id: str,
-                           thread_id: str) -> None:
+    async def _put_receipt(self, user_id: str, room_id: str, receipt_type: str,
+                           stored: StoredEvent, thread_id: str) -> None:
         with self._stream.reserve() as (position,):
-            receipt = Receipt(room_id, receipt_type, user_id, thread_id, event_id,
+            receipt = Receipt(room_id, receipt_type, user_id, thread_id, stored.event.event_id,
                               self._clock.time_ms(), position)
             await self._receipts.put(receipt)
         for callback in self.on_receipt:
-            callback(user_id, room_id)
+            callback(user_id, room_id, thread_id, stored.stream_ordering)
         if receipt_type == READ:
             for public in self.on_public_receipt:
                 public(receipt)

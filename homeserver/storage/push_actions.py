@@ -18,6 +18,8 @@ READ_RECEIPT_TYPES = ("m.read", "m.read.private")
 class UnreadCounts:
     notifications: int
     highlights: int
+    # The stream position of the newest counted notification (0: none).
+    newest: int = 0
 
 
 class PushActionStore:
@@ -65,6 +67,9 @@ def unread_counts_txn(conn: Connection, user_id: str, room_id: str) -> UnreadCou
     )
     row = conn.execute(
         sa.select(sa.func.count().label("n"),
-                  sa.func.sum(sa.case((table.highlight.is_(True), 1), else_=0)).label("h"))
+                  sa.func.sum(sa.case((table.highlight.is_(True), 1), else_=0)).label("h"),
+                  sa.func.max(table.stream_ordering).label("newest"))
         .where(table.user_id == user_id, table.room_id == room_id, unread)).first()
-    return UnreadCounts(int(row.n or 0) if row else 0, int(row.h or 0) if row else 0)
+    if row is None:
+        return UnreadCounts(0, 0)
+    return UnreadCounts(int(row.n or 0), int(row.h or 0), int(row.newest or 0))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .batched import BatchedWrite
 from .database import Database
 from .schema import receipts
 
@@ -25,20 +26,12 @@ class Receipt:
 class ReceiptStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # A message read by a room's members brings their receipts all at once.
+        self._writes: BatchedWrite[Receipt] = BatchedWrite(db, "put_receipts", _put_all)
 
     async def put(self, receipt: Receipt) -> None:
-        def txn(conn: Connection) -> None:
-            conn.execute(sa.delete(receipts).where(
-                receipts.c.room_id == receipt.room_id,
-                receipts.c.receipt_type == receipt.receipt_type,
-                receipts.c.user_id == receipt.user_id,
-                receipts.c.thread_id == receipt.thread_id))
-            conn.execute(sa.insert(receipts).values(
-                room_id=receipt.room_id, receipt_type=receipt.receipt_type,
-                user_id=receipt.user_id, thread_id=receipt.thread_id,
-                event_id=receipt.event_id, ts=receipt.ts, stream_id=receipt.stream_id))
-
-        await self._db.run("put_receipt", txn)
+        """Stored (committed) on return; receipts arriving together share a commit."""
+        await self._writes.put(receipt)
 
     async def for_rooms(self, room_ids: list[str], after: int, upto: int) -> list[Receipt]:
         if not room_ids:
@@ -55,3 +48,18 @@ class ReceiptStore:
             return result
 
         return await self._db.run("receipts_for_rooms", txn)
+
+
+def _put_all(conn: Connection, batch: list[Receipt]) -> None:
+    """Each receipt replaces the one of its room, type, user and thread (a later
+    one in the batch replaces an earlier one)."""
+    for receipt in batch:
+        conn.execute(sa.delete(receipts).where(
+            receipts.c.room_id == receipt.room_id,
+            receipts.c.receipt_type == receipt.receipt_type,
+            receipts.c.user_id == receipt.user_id,
+            receipts.c.thread_id == receipt.thread_id))
+        conn.execute(sa.insert(receipts).values(
+            room_id=receipt.room_id, receipt_type=receipt.receipt_type,
+            user_id=receipt.user_id, thread_id=receipt.thread_id,
+            event_id=receipt.event_id, ts=receipt.ts, stream_id=receipt.stream_id))

@@ -1,5 +1,6 @@
 """Retried client transactions (txnIds) answer their first event: remembered
-lately committed ones, stored ones, and lookups that share a transaction."""
+lately committed ones, stored ones, and lookups that share a transaction (and
+writes that do: storage/batched.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from homeserver.rooms.txns import RecentTxns
 from homeserver.rooms.writer import NewEvent, RoomWriter
 from homeserver.storage import schema
-from homeserver.storage.batched import BatchedLookup
+from homeserver.storage.batched import BatchedLookup, BatchedWrite
 from tests.homeserver.inprocess import ALICE, Env, build_env
 from tests.synchronous import done
 
@@ -90,3 +91,29 @@ def test_a_failed_lookup_fails_each_caller_and_the_next_one_runs(env: Env) -> No
         done(lookup.get("bad"))
     assert done(lookup.get("good")) == "good"
 
+
+
+def test_writes_arriving_during_a_commit_share_the_next_one_in_order(env: Env) -> None:
+    batches: list[list[str]] = []
+    later: list[Deferred[None]] = []
+
+    def write(conn: sa.Connection, items: list[str]) -> None:
+        batches.append(items)
+        if len(batches) == 1:  # three more writers arrive while the first commits
+            later.extend(ensureDeferred(writes.put(item)) for item in ("b", "c", "b2"))
+
+    writes: BatchedWrite[str] = BatchedWrite(env.db, "test_write", write)
+    assert done(writes.put("a")) is None
+    assert [done(d) for d in later] == [None, None, None]
+    assert batches == [["a"], ["b", "c", "b2"]]
+
+
+def test_a_failed_write_fails_each_of_its_callers_and_the_next_one_runs(env: Env) -> None:
+    def write(conn: sa.Connection, items: list[str]) -> None:
+        if "bad" in items:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("disk full"))
+
+    writes: BatchedWrite[str] = BatchedWrite(env.db, "test_write", write)
+    with pytest.raises(sa.exc.OperationalError):
+        done(writes.put("bad"))
+    assert done(writes.put("good")) is None

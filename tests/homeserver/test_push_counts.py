@@ -1,17 +1,24 @@
-"""Unread counts from event_push_actions and read receipts, on real SQLite."""
+"""Unread counts from event_push_actions and read receipts, on real SQLite, and
+the in-memory counts kept from them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from homeserver.handlers.push import UnreadNotifications
 from homeserver.storage import schema
 from homeserver.storage.database import Database
+from homeserver.storage.events import PushActionRow
 from homeserver.storage.migrations import migrate
-from homeserver.storage.push_actions import UnreadCounts, unread_counts_txn
+from homeserver.storage.push_actions import PushActionStore, UnreadCounts, unread_counts_txn
+from tests.synchronous import done
 
 ROOM = "!r:hs"
 ALICE = "@alice:hs"
@@ -122,3 +129,43 @@ def test_notifications_before_the_current_join_are_not_unread(db: Database) -> N
     add_event(db, 5, membership="leave")
     add_event(db, 6, membership="join")
     assert counts(db) == (0, 0)
+
+
+# The in-memory counts (handlers/push.py UnreadNotifications) against the database -----
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(["notify", "highlight", "quiet", "read", "read_private", "read_thread"]),
+    st.integers(min_value=0, max_value=30)), min_size=1, max_size=25))
+def test_cached_counts_follow_receipts_exactly(db: Database, steps: list[tuple[str, int]]
+                                               ) -> None:
+    """Whatever the mix of notifications and receipts (old or new, public or
+    private, threaded or not), the cached count equals a recount."""
+    db.run_sync("reset", lambda c: [c.execute(sa.delete(t)) for t in (
+        schema.events, schema.event_push_actions, schema.receipts, schema.room_memberships)])
+    db.start(None, inline=True)
+    unread = UnreadNotifications(PushActionStore(db))
+    positions: list[int] = []
+    add_event(db, 1, membership="join")
+    position = 1
+    for action, pick in steps:
+        if action in ("notify", "highlight", "quiet"):
+            position += 1
+            highlight = None if action == "quiet" else action == "highlight"
+            add_event(db, position, highlight=highlight, thread="main" if pick % 2 else "$t")
+            positions.append(position)
+            if highlight is not None:
+                unread.event_persisted(SimpleNamespace(  # type: ignore[arg-type]
+                    event=SimpleNamespace(room_id=ROOM, type="m.room.message", state_key=None),
+                    stream_ordering=position,
+                    push_actions=[PushActionRow(ALICE, highlight, "main")]))
+        elif positions:
+            target = positions[pick % len(positions)]
+            thread = "$t" if action == "read_thread" else ""
+            kind = "m.read.private" if action == "read_private" else "m.read"
+            receipt(db, f"$e{target}", kind, thread)
+            unread.receipt_stored(ALICE, ROOM, thread, target)
+        cached = done(unread.unread_counts(ALICE, ROOM))
+        assert (cached["notification_count"], cached["highlight_count"]) == counts(db)
