@@ -141,8 +141,9 @@ def register(router: JsonRouter, auth: Authenticator, creation: RoomCreationHand
                    ) -> tuple[int, Any]:
         who = await limited_requester(auth, request, limiter)
         content = parse_json_body(request)
-        event_id = await room_events.send_message(who.user_id, who.device_id, room_id_param(room_id),
-                                                  event_type, txn_id, content)
+        event_id = await room_events.send_message(who.user_id, who.device_id,
+                                                  room_id_param(room_id), event_type, txn_id,
+                                                  content)
         return 200, {"event_id": event_id}
 
     async def put_state(request: Request, room_id: str, event_type: str, state_key: str = ""
