@@ -130,15 +130,15 @@ class UnreadNotifications:
     """The /sync handler's `UnreadCounter`, with counts kept in memory.
 
     A cached count is exact: new push actions increment it as their event is
-    persisted; a read receipt past every counted notification zeroes it (the
-    usual receipt: for the newest message); other receipts and membership
+    persisted; a read receipt past every notification zeroes it (the usual
+    receipt: for the newest message); other receipts and membership
     changes drop it. A database read that raced with a change is not cached
     (the per-key generation moved on).
     """
 
     def __init__(self, counts: PushActionStore, cache_size: int = 50_000) -> None:
         self._counts = counts
-        # (user, room) -> [notifications, highlights, newest counted position]
+        # (user, room) -> [notifications, highlights, newest notification's position]
         self._cache: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
         self._generation: dict[tuple[str, str], int] = {}
         self._cache_size = cache_size
@@ -179,9 +179,10 @@ class UnreadNotifications:
     def receipt_stored(self, user_id: str, room_id: str, thread_id: str,
                        read_position: int) -> None:
         """A read receipt (m.read or m.read.private) of the event at `read_position`.
-        Unthreaded and at or past every counted notification, it reads them all
-        (whatever the other receipts say: see push_actions.unread_counts_txn);
-        otherwise the count is read again."""
+        Unthreaded and at or past every notification the user has in the room
+        (read or not: a receipt may also move back), it reads them all, whatever
+        the other receipts say (see push_actions.unread_counts_txn); otherwise
+        the count is read again."""
         key = (user_id, room_id)
         cached = self._cache.get(key)
         if cached is not None and not thread_id and cached[2] <= read_position:

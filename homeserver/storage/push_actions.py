@@ -18,7 +18,8 @@ READ_RECEIPT_TYPES = ("m.read", "m.read.private")
 class UnreadCounts:
     notifications: int
     highlights: int
-    # The stream position of the newest counted notification (0: none).
+    # The stream position of the user's newest notification in the room, read
+    # or not (0: none).
     newest: int = 0
 
 
@@ -65,11 +66,11 @@ def unread_counts_txn(conn: Connection, user_id: str, room_id: str) -> UnreadCou
         *[sa.and_(table.thread_id == thread, table.stream_ordering > max(pos, unthreaded))
           for thread, pos in read.items()],
     )
+    mine = sa.and_(table.user_id == user_id, table.room_id == room_id)
     row = conn.execute(
         sa.select(sa.func.count().label("n"),
-                  sa.func.sum(sa.case((table.highlight.is_(True), 1), else_=0)).label("h"),
-                  sa.func.max(table.stream_ordering).label("newest"))
-        .where(table.user_id == user_id, table.room_id == room_id, unread)).first()
-    if row is None:
-        return UnreadCounts(0, 0)
-    return UnreadCounts(int(row.n or 0), int(row.h or 0), int(row.newest or 0))
+                  sa.func.sum(sa.case((table.highlight.is_(True), 1), else_=0)).label("h"))
+        .where(mine, unread)).first()
+    newest = conn.execute(sa.select(sa.func.max(table.stream_ordering)).where(mine)).scalar()
+    return UnreadCounts(int(row.n or 0) if row else 0, int(row.h or 0) if row else 0,
+                        int(newest or 0))

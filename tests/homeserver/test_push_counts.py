@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from homeserver.handlers.push import UnreadNotifications
@@ -134,6 +134,8 @@ def test_notifications_before_the_current_join_are_not_unread(db: Database) -> N
 # The in-memory counts (handlers/push.py UnreadNotifications) against the database -----
 
 
+@example(steps=[("notify", 0), ("notify", 0), ("read", 1), ("read_private", 0),
+                ("read", 0)])  # a receipt moved back: once found, and wrong
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(
