@@ -5,7 +5,8 @@
 
 For each database (SQLite, then PostgreSQL) each server is started fresh, its
 users are registered, and the same workloads run against it: send throughput,
-/sync fan-out latency, a join storm and /messages paging; CPU and memory of
+/sync fan-out latency (also with the listeners sending read receipts), a join
+storm and /messages paging; CPU and memory of
 the server process come from /proc. The report (markdown and JSON) goes to
 bench/results/cs_load-<date>.md|json, and the markdown is printed.
 """
@@ -225,6 +226,9 @@ async def drive(server: ServerProcess, probe: workloads.Probe, sizes: dict[str, 
         await repeat("fanout", lambda: workloads.fanout_latency(
             api, probe, creator, pool[:sizes["listeners"]], sizes["fanout_messages"],
             room_version))
+        await repeat("fanout_receipts", lambda: workloads.fanout_latency(
+            api, probe, creator, pool[:sizes["listeners"]], sizes["fanout_messages"],
+            room_version, read_receipts=True))
         await repeat("join", lambda: workloads.join_storm(
             api, probe, creator, pool[:sizes["joiners"]], room_version))
         room_id = await _timed("paging (filling the room)", failures,

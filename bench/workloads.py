@@ -220,6 +220,8 @@ class _FanoutState:
         self.listeners = listeners
         self.sync_errors = 0
         self.stop = False
+        # Read receipts the listeners sent (when they send them), awaited at the end.
+        self.receipts: list[asyncio.Task[tuple[int, Any]]] = []
 
     def record(self, seen: set[int], events: list[dict[str, Any]], now: float) -> None:
         for event in events:
@@ -242,7 +244,9 @@ def _sync_filter(room_id: str) -> str:
 
 
 async def _listen(api: Api, user: User, room_id: str, since: str, sync_filter: str,
-                  state: _FanoutState, max_polls: int) -> None:
+                  state: _FanoutState, max_polls: int, read_receipts: bool = False) -> None:
+    """Long-polls until stopped; with `read_receipts`, reads each new batch as
+    Element does: an m.read receipt for its newest event, sent without waiting."""
     seen: set[int] = set()
     for _ in range(max_polls):
         if state.stop:
@@ -262,7 +266,13 @@ async def _listen(api: Api, user: User, room_id: str, since: str, sync_filter: s
             continue
         since = body["next_batch"]
         room = body.get("rooms", {}).get("join", {}).get(room_id, {})
-        state.record(seen, room.get("timeline", {}).get("events", []), now)
+        events = room.get("timeline", {}).get("events", [])
+        state.record(seen, events, now)
+        if read_receipts and events and not state.stop:
+            path = (f"/rooms/{quote(room_id, safe='')}/receipt/m.read/"
+                    f"{quote(events[-1]['event_id'], safe='')}")
+            state.receipts.append(asyncio.create_task(api.raw("POST", path, user=user,
+                                                              body={})))
 
 
 async def _stop_listeners(api: Api, sender: User, room_id: str, state: _FanoutState,
@@ -281,8 +291,10 @@ async def _stop_listeners(api: Api, sender: User, room_id: str, state: _FanoutSt
 
 async def fanout_latency(api: Api, probe: Probe, sender: User, listeners: Sequence[User],
                          messages: int, room_version: str, per_message_timeout: float = 10.0,
-                         gap: float = 0.1) -> dict[str, float]:
-    """`listeners` long-poll /sync; `sender` sends one message at a time; time to each /sync."""
+                         gap: float = 0.1, read_receipts: bool = False) -> dict[str, float]:
+    """`listeners` long-poll /sync; `sender` sends one message at a time; time to each /sync.
+    With `read_receipts` every listener also sends a read receipt for what it receives,
+    as Element does, so each message is followed by a receipt per listener."""
     room_id = await create_room(api, sender, "bench fan-out", room_version)
     await join_all(api, listeners, room_id)
     sync_filter = _sync_filter(room_id)
@@ -295,7 +307,8 @@ async def fanout_latency(api: Api, probe: Probe, sender: User, listeners: Sequen
     tokens = await bounded_gather(listeners, initial, SETUP_CONCURRENCY)
     state = _FanoutState(len(listeners), messages, f"fanout-{uuid.uuid4().hex[:8]}-")
     tasks = [asyncio.create_task(_listen(api, user, room_id, token, sync_filter, state,
-                                         max_polls=messages * 20 + 100))
+                                         max_polls=messages * 20 + 100,
+                                         read_receipts=read_receipts))
              for user, token in zip(listeners, tokens, strict=True)]
     send_errors = 0
     try:
@@ -312,12 +325,16 @@ async def fanout_latency(api: Api, probe: Probe, sender: User, listeners: Sequen
             await asyncio.sleep(gap)  # listeners re-poll before the next message
     finally:
         await _stop_listeners(api, sender, room_id, state, tasks, per_message_timeout)
+        answers = await asyncio.gather(*state.receipts, return_exceptions=True)
+    receipt_errors = sum(1 for a in answers if isinstance(a, BaseException) or a[0] != 200)
     delays = [arrival - state.sent_at[i] for i, times in state.arrivals.items()
               if i in state.sent_at for arrival in times]
     expected = len(listeners) * (messages - send_errors)
     return {"listeners": float(len(listeners)), "messages": float(messages),
             "deliveries": float(len(delays)), "missed": float(expected - len(delays)),
-            "errors": float(send_errors + state.sync_errors), **latency_summary("", delays)}
+            "receipts": float(len(answers)),
+            "errors": float(send_errors + state.sync_errors + receipt_errors),
+            **latency_summary("", delays)}
 
 
 # -- 3. join storm ------------------------------------------------------------------
