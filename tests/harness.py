@@ -8,6 +8,7 @@ Under CI=true a missing prerequisite fails instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -22,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -172,6 +173,19 @@ class PostgresCluster:
             except KeyError:
                 return False, "no 'postgres' system user to run PostgreSQL as"
         return True, ""
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls) -> Iterator[PostgresCluster]:
+        """A started cluster, stopped afterwards; a test without PostgreSQL is
+        skipped, or fails under CI=true (`require`)."""
+        ok, reason = cls.available()
+        require(ok, reason)
+        cluster = cls().start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
     def _as_owner(self, args: list[str]) -> list[str]:
         if os.geteuid() == 0:

@@ -19,24 +19,28 @@ from .database import Database
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
+R = TypeVar("R")
 
 MAX_BATCH = 200
 
 
-class BatchedLookup(Generic[K, V]):
-    """`get(key)` answers what `load(conn, keys)` found for the key, or None."""
+class _Batcher(Generic[T, R]):
+    """`submit(item)` answers what `run(conn, items)` returned for the item (its
+    answers are in the items' order), with every item queued while the
+    previous transaction ran; a failed transaction fails each of its callers."""
 
     def __init__(self, db: Database, name: str,
-                 load: Callable[[Connection, list[K]], dict[K, V]]) -> None:
+                 run: Callable[[Connection, list[T]], list[R]]) -> None:
         self._db = db
         self._name = name
-        self._load = load
-        self._queue: list[tuple[K, Deferred[V | None]]] = []
+        self._run = run
+        self._queue: list[tuple[T, Deferred[R]]] = []
         self._running = False
 
-    async def get(self, key: K) -> V | None:
-        done: Deferred[V | None] = Deferred()
-        self._queue.append((key, done))
+    async def submit(self, item: T) -> R:
+        done: Deferred[R] = Deferred()
+        self._queue.append((item, done))
         if not self._running:
             self._running = True
             Deferred.fromCoroutine(self._drain())
@@ -50,16 +54,32 @@ class BatchedLookup(Generic[K, V]):
         finally:
             self._running = False
 
-    async def _answer(self, batch: list[tuple[K, Deferred[V | None]]]) -> None:
-        keys = list(dict.fromkeys(key for key, _ in batch))
+    async def _answer(self, batch: list[tuple[T, Deferred[R]]]) -> None:
+        items = [item for item, _ in batch]
         try:
-            found = await self._db.run(self._name, lambda conn: self._load(conn, keys))
-        except Exception as exc:  # noqa: BLE001 - each caller gets it, as from its own lookup
+            answers = await self._db.run(self._name, lambda conn: self._run(conn, items))
+        except Exception as exc:  # noqa: BLE001 - each caller gets it, as from its own call
             for _, done in batch:
                 done.errback(exc)
             return
-        for key, done in batch:
-            done.callback(found.get(key))
+        for (_, done), answer in zip(batch, answers, strict=True):
+            done.callback(answer)
+
+
+class BatchedLookup(Generic[K, V]):
+    """`get(key)` answers what `load(conn, keys)` found for the key, or None
+    (`load` sees each key once)."""
+
+    def __init__(self, db: Database, name: str,
+                 load: Callable[[Connection, list[K]], dict[K, V]]) -> None:
+        def run(conn: Connection, keys: list[K]) -> list[V | None]:
+            found = load(conn, list(dict.fromkeys(keys)))
+            return [found.get(key) for key in keys]
+
+        self._batcher: _Batcher[K, V | None] = _Batcher(db, name, run)
+
+    async def get(self, key: K) -> V | None:
+        return await self._batcher.submit(key)
 
 
 class BatchedWrite(Generic[V]):
@@ -69,35 +89,11 @@ class BatchedWrite(Generic[V]):
 
     def __init__(self, db: Database, name: str,
                  write: Callable[[Connection, list[V]], None]) -> None:
-        self._db = db
-        self._name = name
-        self._write = write
-        self._queue: list[tuple[V, Deferred[None]]] = []
-        self._running = False
+        def run(conn: Connection, items: list[V]) -> list[None]:
+            write(conn, items)
+            return [None] * len(items)
+
+        self._batcher: _Batcher[V, None] = _Batcher(db, name, run)
 
     async def put(self, item: V) -> None:
-        done: Deferred[None] = Deferred()
-        self._queue.append((item, done))
-        if not self._running:
-            self._running = True
-            Deferred.fromCoroutine(self._drain())
-        await done
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                await self._commit(batch)
-        finally:
-            self._running = False
-
-    async def _commit(self, batch: list[tuple[V, Deferred[None]]]) -> None:
-        items = [item for item, _ in batch]
-        try:
-            await self._db.run(self._name, lambda conn: self._write(conn, items))
-        except Exception as exc:  # noqa: BLE001 - each caller gets it, as from its own write
-            for _, done in batch:
-                done.errback(exc)
-            return
-        for _, done in batch:
-            done.callback(None)
+        await self._batcher.submit(item)

@@ -9,7 +9,7 @@ import pytest
 from client.sdk.errors import MatrixClientError
 from client.sdk.media import parse_mxc
 from tests.client.helpers import new_client, run
-from tests.harness import HomeserverProcess, PostgresCluster, http_json, require
+from tests.harness import HomeserverProcess, PostgresCluster, http_json
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -114,11 +114,7 @@ def test_upload_size_limit(unique: str) -> None:
 
 
 def test_media_on_postgresql(unique: str) -> None:
-    ok, reason = PostgresCluster.available()
-    require(ok, reason)
-    cluster = PostgresCluster().start()
-    server = None
-    try:
+    with PostgresCluster.running() as cluster:
         server = HomeserverProcess(database=cluster.create_database(f"media_{unique}")).start()
 
         async def scenario() -> None:
@@ -129,8 +125,7 @@ def test_media_on_postgresql(unique: str) -> None:
             finally:
                 await client.close()
 
-        run(scenario())
-    finally:
-        if server is not None:
+        try:
+            run(scenario())
+        finally:
             server.cleanup()
-        cluster.stop()

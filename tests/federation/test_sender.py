@@ -31,7 +31,7 @@ from homeserver.storage.federation_queue import FederationQueueStore
 from homeserver.storage.migrations import migrate
 from homeserver.storage.rooms import RoomStore
 from tests.synchronous import done
-from tests.harness import PostgresCluster, require
+from tests.harness import PostgresCluster
 
 HS = "hs.test"
 ROOM = "!room:hs.test"
@@ -155,11 +155,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresCluster]:
-    ok, reason = PostgresCluster.available()
-    require(ok, reason)
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
+    with PostgresCluster.running() as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -13,18 +13,15 @@ from twisted.internet.task import Clock as ReactorClock
 
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import migrate
-from tests.harness import PostgresCluster, require
+from tests.harness import PostgresCluster
 
 _numbers = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def pg_cluster() -> Iterator[PostgresCluster]:
-    ok, reason = PostgresCluster.available()
-    require(ok, reason)
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
+    with PostgresCluster.running() as cluster:
+        yield cluster
 
 
 def open_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest,

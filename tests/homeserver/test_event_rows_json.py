@@ -11,16 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homeserver.storage.event_rows import pdu_json
-
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=20)
+from tests.json_values import json_values
 
 
 @settings(max_examples=300, deadline=None)
-@given(pdu=st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=8))
+@given(pdu=st.dictionaries(st.text(max_size=10), json_values, max_size=8))
 def test_stored_text_reads_back_as_the_json_module_wrote_it(pdu: dict[str, Any]) -> None:
     assert json.loads(pdu_json(pdu)) == json.loads(json.dumps(pdu, ensure_ascii=False)) == pdu
 

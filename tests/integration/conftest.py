@@ -8,18 +8,15 @@ from typing import Iterator
 
 import pytest
 
-from tests.harness import HomeserverProcess, PostgresCluster, require
+from tests.harness import HomeserverProcess, PostgresCluster
 
 _names = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    ok, reason = PostgresCluster.available()
-    require(ok, reason)
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.stop()
+    with PostgresCluster.running() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

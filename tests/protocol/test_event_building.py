@@ -21,6 +21,7 @@ from federation.protocol.hashing import compute_event_id, encode_base64
 from federation.protocol.pdu_format import MAX_PDU_BYTES, build_event, check_pdu_format
 from federation.protocol.room_versions import ROOM_V10, ROOM_V11, ROOM_V12, RoomVersion
 from federation.protocol.signing import ServerKey, hash_and_sign_event
+from tests.json_values import json_values
 
 KEY = ServerKey("pinned.example", decode_signing_key_base64(
     "ed25519", "pin", encode_base64(hashlib.sha256(b"pinned").digest())))
@@ -96,15 +97,10 @@ def _step_by_step(version: RoomVersion, event: Event) -> tuple[dict[str, Any], s
     return signed, compute_event_id(signed, version)
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
-    max_leaves=12)
 
 
 @settings(max_examples=150, deadline=None)
-@given(content=st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=5),
+@given(content=st.dictionaries(st.text(max_size=8), json_values, max_size=5),
        version=st.sampled_from([ROOM_V10, ROOM_V11, ROOM_V12]))
 def test_built_events_match_the_step_by_step_builder(content: dict[str, Any],
                                                      version: RoomVersion) -> None:

@@ -30,6 +30,7 @@ from federation.protocol.signing import (
     verify_event_signatures,
     verify_json,
 )
+from tests.json_values import json_objects, json_scalars, json_values
 
 from .factory import server_key
 
@@ -42,17 +43,6 @@ KEY: ServerKey = server_key(SERVER)
 KEYRING = {SERVER: {KEY.key_id: KEY.verify_key}}
 VERSIONS = st.sampled_from([ROOM_V10, ROOM_V11, ROOM_V12])
 
-# JSON values ----------------------------------------------------------------------------
-
-json_ints = st.integers(min_value=MIN_INT, max_value=MAX_INT)
-json_scalars = st.none() | st.booleans() | json_ints | st.text(max_size=20)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=10,
-)
-json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
 
 
 def _spec_reference_encoding(value: Any) -> bytes:
